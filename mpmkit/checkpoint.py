@@ -1,0 +1,203 @@
+"""Checkpoints: tensors in safetensors, everything else in JSON; written atomically; never unpickled.
+
+Layout of a run directory::
+
+    checkpoints/step-00000120/{tensors.safetensors, state.json}
+    checkpoints/latest.json   -> {"path": "step-00000120"}
+    checkpoints/best.json     -> {"path": "step-00000100", "val_loss": ...}
+
+A checkpoint directory is written under a temporary name and renamed into place; the pointer
+files are replaced with ``os.replace``. A kill at any moment leaves the previous pointer
+valid. ``state.json`` records the SHA-256 of the tensor file, so a torn or corrupted file is
+detected on load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+
+FORMAT = "mpmkit-checkpoint-v1"
+TENSORS, STATE = "tensors.safetensors", "state.json"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(ckpt_dir: Path, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any],
+         pointer: str | None = "latest", pointer_extra: dict[str, Any] | None = None) -> Path:
+    """Write checkpoint ``ckpt_dir/name`` atomically and point ``pointer`` (``latest``/``best``) at it."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / name
+    tmp = ckpt_dir / f".{name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(tmp / TENSORS), metadata={"format": FORMAT})
+    with open(tmp / TENSORS, "rb+") as f:
+        os.fsync(f.fileno())
+    state = {**state, "format": FORMAT, "sha256": _sha256(tmp / TENSORS)}
+    atomic_write_json(tmp / STATE, state)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)
+    if pointer:
+        atomic_write_json(ckpt_dir / f"{pointer}.json", {"path": name, **(pointer_extra or {})})
+    return final
+
+
+def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a checkpoint directory (or a run's ``checkpoints/`` dir via ``latest.json``); verify it."""
+    path = Path(path)
+    if path.is_file():
+        _refuse_file(path)
+    if (path / "latest.json").exists() and not (path / STATE).exists():
+        path = resolve(path, "latest")
+    if not (path / STATE).exists() or not (path / TENSORS).exists():
+        raise CheckpointError(f"{str(path)!r} is not an mpmkit checkpoint (expected {STATE} and {TENSORS} inside)")
+    try:
+        state = json.loads((path / STATE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {STATE} is corrupted ({exc}); "
+                              "resume from an earlier checkpoint or start again") from exc
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} has format {state.get('format')!r}, expected {FORMAT!r}")
+    if _sha256(path / TENSORS) != state.get("sha256"):
+        raise CheckpointError(f"checkpoint {str(path)!r}: {TENSORS} does not match its recorded SHA-256 "
+                              "(truncated or corrupted); resume from an earlier checkpoint")
+    try:
+        tensors = load_file(str(path / TENSORS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: cannot read tensors ({exc})") from exc
+    return tensors, state
+
+
+def resolve(ckpt_dir: Path, pointer: str = "latest") -> Path:
+    """The checkpoint directory a pointer file names."""
+    ptr = Path(ckpt_dir) / f"{pointer}.json"
+    if not ptr.exists():
+        raise CheckpointError(f"no {pointer} checkpoint in {str(ckpt_dir)!r} ({ptr.name} missing)")
+    try:
+        name = json.loads(ptr.read_text())["path"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{str(ptr)!r} is corrupted ({exc})") from exc
+    return Path(ckpt_dir) / name
+
+
+def prune(ckpt_dir: Path, keep: int, protect: set[str] = frozenset()) -> None:
+    """Delete all but the newest ``keep`` step checkpoints (never the protected ones)."""
+    steps = sorted(p for p in Path(ckpt_dir).glob("step-*") if p.is_dir())
+    for p in steps[: max(0, len(steps) - keep)]:
+        if p.name not in protect:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _refuse_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head == b"PK\x03\x04":
+        raise CheckpointError(f"{str(path)!r} is a pickled (torch.save) file; mpmkit never unpickles checkpoints. "
+                              "Convert it with safetensors.torch.save_file in a trusted session.")
+    raise CheckpointError(f"{str(path)!r} is a file; pass an mpmkit checkpoint directory or run directory")
+
+
+# -- (de)serialising training state -------------------------------------------------------------
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    for key, v in meta.get("scalars", {}).items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    import random
+
+    import numpy as np
+
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    s = np.random.get_state()
+    py = random.getstate()
+    return tensors, {"numpy": [s[0], s[1].tolist(), s[2], s[3], s[4]], "python": [py[0], list(py[1]), py[2]]}
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    s = meta["numpy"]
+    np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))

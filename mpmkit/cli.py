@@ -1,0 +1,90 @@
+"""The ``mpmkit`` command line: plugins, fit, evaluate."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import MPMKitError
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(package_name="mpmkit")
+def main() -> None:
+    """mpmkit: meta-probabilistic modeling."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List plugins, their versions, what they register, and load errors."""
+    from .plugins import host
+
+    h = host()
+    if as_json:
+        click.echo(json.dumps({
+            "plugins": [{"name": p.name, "version": p.version, "source": p.source, "registers": p.registers}
+                        for p in h.plugins.values()],
+            "errors": [{"name": e.name, "error": e.error} for e in h.load_errors],
+        }, indent=2))
+        return
+    for p in h.plugins.values():
+        click.echo(f"{p.name} {p.version or ''} ({p.source})".replace("  ", " "))
+        for kind, names in sorted(p.registers.items()):
+            click.echo(f"  {kind}: {', '.join(names)}")
+    for e in h.load_errors:
+        click.echo(f"{e.name}: FAILED TO LOAD: {e.error}")
+
+
+@main.command()
+@click.argument("family")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML/TOML/JSON config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option("--evaluate/--no-evaluate", "then_evaluate", default=True, help="Evaluate on the test split at the end.")
+def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: str, resume: bool,
+        then_evaluate: bool) -> None:
+    """Train FAMILY with Algorithm 1 into --out."""
+    from .config import load_file, parse_overrides
+    from .runs import config_for, evaluate_run, make_family
+    from .training import Trainer
+
+    try:
+        values = load_file(config_file) if config_file else {}
+        if resume and not config_file and not overrides and (Path(out) / "config.json").exists():
+            saved = json.loads((Path(out) / "config.json").read_text())
+            values = {**saved.get("train", {}), **saved.get("options", {})}
+        values.update(parse_overrides(list(overrides)))
+        cfg = config_for(family, values)
+        summary = Trainer(make_family(family), cfg, out, resume=resume).fit()
+        click.echo(f"trained {family}: {summary['step']} steps, best validation loss {summary['best_val']:.4f} -> {out}")
+        if then_evaluate:
+            metrics = evaluate_run(out)
+            click.echo(json.dumps(metrics, indent=2))
+    except (MPMKitError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--checkpoint", "which", type=click.Choice(["best", "latest"]), default="best")
+def evaluate(run_dir: str, which: str) -> None:
+    """Evaluate RUN_DIR on its test split; write RUN_DIR/metrics.json."""
+    from .runs import evaluate_run
+
+    try:
+        metrics = evaluate_run(run_dir, which)
+    except (MPMKitError, FileNotFoundError) as exc:
+        _fail(exc)
+    click.echo(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Run configuration: core training options plus a family's options, validated.
+
+Keys live in one flat namespace (``--set lr=1e-3 --set solver=coordinate-ascent``); a family's
+options are a dataclass whose fields become keys. Files may be YAML or TOML.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Options of Algorithm 1 common to every family."""
+
+    seed: int = 0
+    epochs: int = 10
+    max_steps: int = 0  #: stop after this many outer steps (0: run all epochs)
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_milestones: list[int] = field(default_factory=list)  #: epochs at which lr *= lr_gamma
+    lr_gamma: float = 0.5
+    grad_clip: float = 0.0  #: max gradient norm (0: off)
+    solver: str = "coordinate-ascent"
+    backward: Literal["full", "truncated", "implicit"] = "full"
+    inner_steps: int = 3
+    beta: float = 1.0  #: entropy scale β of Sec. 5.1
+    device: str = "auto"
+    log_every: int = 10  #: outer steps between metric rows
+    checkpoint_every: int = 0  #: outer steps between checkpoints (0: once per epoch)
+    keep_checkpoints: int = 2
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    """A validated run configuration: ``train`` options and ``family`` options."""
+
+    family_name: str
+    train: TrainConfig
+    family: Any
+
+    def __getattr__(self, key: str) -> Any:  # flat read access: cfg.lr, cfg.num_datasets
+        for section in ("train", "family"):
+            obj = self.__dict__.get(section)
+            if obj is not None and key in {f.name for f in fields(obj)}:
+                return getattr(obj, key)
+        raise AttributeError(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family_name, "train": dataclasses.asdict(self.train),
+                "options": dataclasses.asdict(self.family)}
+
+    def flat(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.train), **dataclasses.asdict(self.family)}
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml), TOML (.toml) or JSON config into a flat dict."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {str(path)!r}: unknown format {suffix!r}; use .yaml, .yml, .toml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - parser errors differ per format
+        raise ConfigError(f"config file {str(path)!r} could not be parsed: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, got {type(data).__name__}")
+    # Accept either flat keys or the sectioned form written by Config.to_dict().
+    flat: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in ("train", "options") and isinstance(v, dict):
+            flat.update(v)
+        elif k == "family":
+            continue
+        else:
+            flat[k] = v
+    return flat
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "lr_milestones=[5, 10]"]`` → dict; values parsed as YAML scalars/lists."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except Exception:  # noqa: BLE001
+            out[key] = raw
+    return out
+
+
+def build_config(family_name: str, family_options: type, values: dict[str, Any],
+                 family_defaults: dict[str, Any] | None = None) -> Config:
+    """Validate ``values`` against TrainConfig and the family's option dataclass."""
+    train_names = {f.name for f in fields(TrainConfig)}
+    fam_names = {f.name for f in fields(family_options)}
+    clash = train_names & fam_names
+    if clash:
+        raise ConfigError(f"family {family_name!r} option(s) {sorted(clash)} clash with core training options")
+    merged = {**(family_defaults or {}), **values}
+    unknown = [k for k in merged if k not in train_names | fam_names]
+    if unknown:
+        k = unknown[0]
+        allowed = sorted(train_names | fam_names)
+        close = difflib.get_close_matches(k, allowed, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config key {k!r} for family {family_name!r}.{hint} Allowed keys: {', '.join(allowed)}")
+    train = _instantiate(TrainConfig, {k: v for k, v in merged.items() if k in train_names})
+    fam = _instantiate(family_options, {k: v for k, v in merged.items() if k in fam_names})
+    return Config(family_name=family_name, train=train, family=fam)
+
+
+def _instantiate(cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: coerce(name, hints[name], value) for name, value in values.items()}
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        check()
+    return obj
+
+
+def coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against annotation ``tp`` (int, float, bool, str, Literal, list, Optional)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r} must be one of {', '.join(map(repr, args))}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(key, a, value)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool) and args:
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
+            return value.lower() in {"true", "yes", "1"}
+        raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"config key {key!r} must be a number, got {value!r}") from None
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,50 @@
+"""Error types that name the problem and the fix."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class MPMKitError(Exception):
+    """Base class of mpmkit's own errors."""
+
+
+class UnknownNameError(MPMKitError, KeyError):
+    """A name (family, solver, prior ...) that no loaded plugin registered."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = ""):
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        close = difflib.get_close_matches(name, self.available, n=1)
+        msg = f"unknown {kind} {name!r}; available: {', '.join(self.available) or '(none)'}"
+        if close:
+            msg += f". Did you mean {close[0]!r}?"
+        if hint:
+            msg += f" {hint}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class IncompatibleSolverError(MPMKitError, ValueError):
+    """A solver asked to serve a model it cannot (e.g. no closed form)."""
+
+    def __init__(self, solver: str, why: str, alternatives: Iterable[str] = ()):
+        self.solver, self.why = solver, why
+        alt = sorted(alternatives)
+        msg = f"solver {solver!r} cannot serve this model: {why}"
+        if alt:
+            msg += f". Solvers that can: {', '.join(alt)}"
+        super().__init__(msg)
+
+
+class ConfigError(MPMKitError, ValueError):
+    """A configuration key or value that is not allowed."""
+
+
+class PluginError(MPMKitError, RuntimeError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class CheckpointError(MPMKitError, RuntimeError):
+    """A checkpoint that is missing, torn, pickled, or from another run."""

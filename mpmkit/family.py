@@ -1,0 +1,45 @@
+"""A model family: how to build the data, the model and the evaluation for one kind of collection."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+from .batch import Batch
+from .config import Config
+from .model import MPM
+
+
+@dataclass
+class Splits:
+    """Train/validation/test collections of datasets and the collate function that batches them."""
+
+    train: Sequence[Any]
+    val: Sequence[Any]
+    test: Sequence[Any]
+    collate: Callable[[list[Any]], Batch]
+
+
+class Family(ABC):
+    """Subclass, set ``name``, ``options`` (a dataclass of family options) and implement the three builders.
+
+    ``defaults`` overrides core training defaults (epochs, lr, ...) for this family.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options: ClassVar[type]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    @abstractmethod
+    def build_data(self, cfg: Config) -> Splits:
+        """The collection of datasets, split into train / val / test."""
+
+    @abstractmethod
+    def build_model(self, cfg: Config) -> MPM:
+        """The MPM (prior, likelihood, potential, solver) for this family."""
+
+    @abstractmethod
+    def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
+        """Metrics on the test split (figures may be written to ``out_dir``)."""

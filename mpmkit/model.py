@@ -1,0 +1,138 @@
+"""The MPM model: prior p_η, likelihood p_θ, potential ψ_φ, inner solver and λ⁰; its two ELBOs."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .batch import Batch
+from .likelihoods import Likelihood
+from .potentials import Potential
+from .priors import Prior
+from .solvers import InnerProblem, InnerResult, Solver
+
+
+def entropy(q: Tensor) -> Tensor:
+    """Σ_j H(q_ij) per dataset, ``[B]`` (padded rows are zero and contribute nothing)."""
+    return -(torch.special.xlogy(q, q)).sum((1, 2))
+
+
+def surrogate_elbo(g: Tensor, mask: Tensor, lam: Tensor, q: Tensor, prior: Prior, potential: Potential,
+                   log_pz) -> Tensor:
+    """\\hat L_i^ELBO = log p(λ_i|η) + Σ_j E_q[ψ + log p(z|λ) - log q], ``[B]``."""
+    m = mask.unsqueeze(-1).to(q.dtype)
+    scores = (potential.logits(g, lam) + log_pz(lam).unsqueeze(1)) * m
+    return prior.log_prob(lam) + (q * scores).sum((1, 2)) + entropy(q)
+
+
+@dataclass
+class ELBO:
+    """Terms of L_i^ELBO per dataset (each ``[B]``); ``beta`` scales the entropy (Sec. 5.1)."""
+
+    log_prior: Tensor
+    log_lik: Tensor
+    log_pz: Tensor
+    entropy: Tensor
+    n_obs: Tensor
+    beta: float = 1.0
+
+    @property
+    def total(self) -> Tensor:
+        """L_i^ELBO with the entropy scaled by β, ``[B]`` (β = 1: the true ELBO)."""
+        return self.log_prior + self.log_lik + self.log_pz + self.beta * self.entropy
+
+    def loss(self, prior_weight: float = 1.0) -> Tensor:
+        """Negative ELBO per observation, averaged over the batch (the outer-loop loss)."""
+        total = prior_weight * self.log_prior + self.log_lik + self.log_pz + self.beta * self.entropy
+        return -total.sum() / self.n_obs.sum().clamp_min(1)
+
+    def metrics(self) -> dict[str, float]:
+        n = float(self.n_obs.sum().clamp_min(1))
+        return {
+            "elbo": float(self.total.sum()) / n,
+            "log_lik": float(self.log_lik.sum()) / n,
+            "log_prior": float(self.log_prior.sum()) / n,
+            "entropy": float(self.entropy.sum()) / n,
+        }
+
+
+@dataclass
+class Inference:
+    """Result of the inner loop for a batch: g_φ(x), Λ^T, q^T and solver diagnostics."""
+
+    g: Tensor
+    lam: Tensor
+    q: Tensor
+    trace: dict[str, Any]
+
+
+class MPM(nn.Module):
+    """A meta-probabilistic model (Fig. 2) trained by Algorithm 1.
+
+    Global parameters: θ (``likelihood``), η (``prior``), φ (``potential``) and the shared
+    initialisation λ⁰ (``lambda0``, ``[K, D]``). ``solver`` runs the inner loop.
+    """
+
+    def __init__(self, *, prior: Prior, likelihood: Likelihood, potential: Potential, solver: Solver,
+                 num_slots: int, slot_dim: int, inner_steps: int = 3, beta: float = 1.0, prior_weight: float = 1.0,
+                 init_scale: float = 1.0):
+        super().__init__()
+        if num_slots < 1 or slot_dim < 1:
+            raise ValueError(f"num_slots and slot_dim must be >= 1, got K={num_slots}, D={slot_dim}")
+        self.prior, self.likelihood, self.potential, self.solver = prior, likelihood, potential, solver
+        self.lambda0 = nn.Parameter(torch.randn(num_slots, slot_dim) * init_scale)
+        self.inner_steps, self.beta, self.prior_weight = inner_steps, beta, prior_weight
+
+    @property
+    def num_slots(self) -> int:
+        return self.lambda0.shape[0]
+
+    def log_pz(self, lam: Tensor) -> Tensor:
+        """log p(z_ij = k | λ_i), ``[B, K]``; uniform 1/K as in the paper."""
+        return lam.new_full(lam.shape[:2], -math.log(lam.shape[1]))
+
+    def problem(self, batch: Batch, g: Tensor | None = None) -> InnerProblem:
+        """The inner problem of Algorithm 1 for ``batch`` (embeds it with g_φ unless given)."""
+        if g is None:
+            g = self.potential.embed(batch.x, batch.mask)
+        lam0 = self.lambda0.unsqueeze(0).expand(batch.size, -1, -1)
+        if g.shape[-1] != lam0.shape[-1]:
+            raise ValueError(f"g_φ returns D={g.shape[-1]} features but λ⁰ has D={lam0.shape[-1]}; "
+                             "set slot_dim to the recognition network's output size")
+        return InnerProblem(g=g, mask=batch.mask, prior=self.prior, potential=self.potential, lam0=lam0,
+                            log_pz=self.log_pz, batch=batch, model=self)
+
+    def infer(self, batch: Batch, steps: int | None = None, solver: Solver | None = None) -> Inference:
+        """Inner loop (lines 4-8): Λ^T, q^T for every dataset in the batch."""
+        problem = self.problem(batch)
+        result: InnerResult = (solver or self.solver).solve(problem, steps or self.inner_steps)
+        return Inference(g=problem.g, lam=result.lam, q=result.q, trace=result.trace)
+
+    def surrogate_elbo(self, batch: Batch, inference: Inference) -> Tensor:
+        """\\hat L^ELBO per dataset at (Λ, q), ``[B]``."""
+        return surrogate_elbo(inference.g, batch.mask, inference.lam, inference.q, self.prior, self.potential,
+                              self.log_pz)
+
+    def elbo(self, batch: Batch, inference: Inference, beta: float | None = None) -> ELBO:
+        """L_i^ELBO(Λ^T, θ, η, q^T) per dataset (line 9); the MPM objective is its sum."""
+        lam, q, mask = inference.lam, inference.q, batch.mask
+        m = mask.to(q.dtype)
+        ll = self.likelihood.log_prob(batch.x, lam, mask)
+        if self.likelihood.form == "mixture":
+            log_lik = (q * ll).sum((1, 2))
+        elif self.likelihood.form == "additive":
+            log_lik = (ll * m).sum(1)
+        else:
+            raise ValueError(f"likelihood form must be 'mixture' or 'additive', got {self.likelihood.form!r}")
+        log_pz = (q * self.log_pz(lam).unsqueeze(1)).sum((1, 2))
+        return ELBO(log_prior=self.prior.log_prob(lam), log_lik=log_lik, log_pz=log_pz, entropy=entropy(q),
+                    n_obs=m.sum(1), beta=self.beta if beta is None else beta)
+
+    def forward(self, batch: Batch) -> tuple[Tensor, ELBO, Inference]:
+        """One outer-loop evaluation: (loss, ELBO terms, inference)."""
+        inference = self.infer(batch)
+        terms = self.elbo(batch, inference)
+        return terms.loss(self.prior_weight), terms, inference

@@ -1,0 +1,57 @@
+"""Surrogate potentials ψ_φ(z_ij = k | x_ij, λ_i) with their recognition networks g_φ."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class Potential(nn.Module, ABC):
+    """ψ_φ: embeds a batch of datasets with g_φ, then scores observations against slots."""
+
+    #: True when ψ = -½‖μ_k - g_j‖² (up to terms constant in k), so Proposition 1 applies.
+    closed_form: bool = False
+
+    def __init__(self, recognition: nn.Module | None = None):
+        super().__init__()
+        self.recognition = recognition if recognition is not None else nn.Identity()
+
+    def embed(self, x: Any, mask: Tensor) -> Tensor:
+        """g_φ(x_ij) for every observation, ``[B, N, D]``."""
+        g = self.recognition(x)
+        if g.dim() != 3 or g.shape[:2] != mask.shape:
+            raise ValueError(
+                f"recognition network g_φ must return [B, N, D] matching mask {tuple(mask.shape)}, "
+                f"got {tuple(g.shape)}"
+            )
+        return g
+
+    @abstractmethod
+    def logits(self, g: Tensor, lam: Tensor) -> Tensor:
+        """ψ(z_ij = k | x_ij, λ_i), ``[B, N, K]``."""
+
+
+class EuclideanPotential(Potential):
+    """ψ = -½‖μ_ik - g_φ(x_ij)‖², the potential of Sections 3.1 and 3.2.
+
+    Computed as g·μ - ½‖μ‖² - ½‖g‖² with one batched matmul (no [B, N, K, D] tensor).
+    """
+
+    closed_form = True
+
+    def logits(self, g: Tensor, lam: Tensor) -> Tensor:
+        return self.relative_logits(g, lam) - 0.5 * (g**2).sum(-1, keepdim=True)
+
+    @staticmethod
+    def relative_logits(g: Tensor, lam: Tensor) -> Tensor:
+        """ψ up to the per-observation constant -½‖g‖²: enough for softmax over k."""
+        return g @ lam.transpose(1, 2) - 0.5 * (lam**2).sum(-1).unsqueeze(1)
+
+
+class DotProductPotential(Potential):
+    """ψ = ⟨g, μ⟩ / √D: the scaled dot-product similarity of Slot Attention (no closed form)."""
+
+    def logits(self, g: Tensor, lam: Tensor) -> Tensor:
+        return g @ lam.transpose(1, 2) / g.shape[-1] ** 0.5

@@ -1,0 +1,70 @@
+"""Open a finished (or interrupted) run directory: its config, family, data and weights."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint as ckpt
+from .config import Config, build_config
+from .errors import CheckpointError
+from .family import Family, Splits
+from .model import MPM
+from .plugins import registry
+from .training import load_model_tensors
+from .utils import resolve_device, seed_everything
+
+
+@dataclass
+class Run:
+    family: Family
+    cfg: Config
+    model: MPM
+    splits: Splits
+    checkpoint: Path
+
+
+def make_family(name: str) -> Family:
+    return registry("family").get(name)()
+
+
+def config_for(family_name: str, values: dict[str, Any]) -> Config:
+    fam_cls = registry("family").get(family_name)
+    return build_config(family_name, fam_cls.options, values, fam_cls.defaults)
+
+
+def open_run(run_dir: str | Path, which: str = "best", device: str | None = None) -> Run:
+    """Rebuild the family, data and model of ``run_dir`` and load the ``best`` (or ``latest``) weights."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(f"{str(run_dir)!r} is not a run directory ({cfg_path.name} missing); "
+                              "create one with `mpmkit fit FAMILY --out DIR`")
+    saved = json.loads(cfg_path.read_text())
+    cfg = config_for(saved["family"], {**saved.get("train", {}), **saved.get("options", {})})
+    if device is not None:
+        cfg.train.device = device
+    ckpt_dir = run_dir / "checkpoints"
+    pointer = which if (ckpt_dir / f"{which}.json").exists() else "latest"
+    path = ckpt.resolve(ckpt_dir, pointer)
+    tensors, state = ckpt.load(path)
+    if state.get("family") != cfg.family_name:
+        raise CheckpointError(f"checkpoint {str(path)!r} is from family {state.get('family')!r}, "
+                              f"but the run is {cfg.family_name!r}")
+    family = make_family(cfg.family_name)
+    seed_everything(cfg.train.seed)
+    splits = family.build_data(cfg)
+    model = family.build_model(cfg)
+    load_model_tensors(model, tensors)
+    model.to(resolve_device(cfg.train.device)).eval()
+    return Run(family=family, cfg=cfg, model=model, splits=splits, checkpoint=path)
+
+
+def evaluate_run(run_dir: str | Path, which: str = "best") -> dict[str, Any]:
+    """Evaluate a run on its test split and write ``metrics.json`` into it."""
+    run = open_run(run_dir, which)
+    metrics = run.family.evaluate(run.model, run.splits, run.cfg, Path(run_dir))
+    metrics = {"family": run.cfg.family_name, "checkpoint": run.checkpoint.name, **metrics}
+    ckpt.atomic_write_json(Path(run_dir) / "metrics.json", metrics)
+    return metrics
