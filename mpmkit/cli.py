@@ -57,10 +57,11 @@ def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: s
     from .training import Trainer
 
     try:
-        values = load_file(config_file) if config_file else {}
-        if resume and not config_file and not overrides and (Path(out) / "config.json").exists():
+        values = {}
+        if resume and (Path(out) / "config.json").exists():  # start from the run's own config
             saved = json.loads((Path(out) / "config.json").read_text())
             values = {**saved.get("train", {}), **saved.get("options", {})}
+        values.update(load_file(config_file) if config_file else {})
         values.update(parse_overrides(list(overrides)))
         cfg = config_for(family, values)
         summary = Trainer(make_family(family), cfg, out, resume=resume).fit()

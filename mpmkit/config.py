@@ -113,10 +113,23 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         key = key.strip()
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except Exception:  # noqa: BLE001
-            out[key] = raw
+            value = raw
+        out[key] = _number(value) if isinstance(value, str) else value
     return out
+
+
+def _number(text: str):
+    """YAML 1.1 reads ``1e-3`` as a string; accept it as a number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def build_config(family_name: str, family_options: type, values: dict[str, Any],

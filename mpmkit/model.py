@@ -17,7 +17,8 @@ from .solvers import InnerProblem, InnerResult, Solver
 
 def entropy(q: Tensor) -> Tensor:
     """Σ_j H(q_ij) per dataset, ``[B]`` (padded rows are zero and contribute nothing)."""
-    return -(torch.special.xlogy(q, q)).sum((1, 2))
+    # q log q with a finite gradient at q = 0 (padded rows, collapsed slots)
+    return -(q * torch.log(q.clamp_min(torch.finfo(q.dtype).tiny))).sum((1, 2))
 
 
 def surrogate_elbo(g: Tensor, mask: Tensor, lam: Tensor, q: Tensor, prior: Prior, potential: Potential,

@@ -27,6 +27,11 @@ from .solvers import InnerProblem
 from .utils import resolve_device, seed_everything
 
 
+#: keys that may change when a run is resumed: budgets and logging, not the trajectory
+RESUMABLE = frozenset({"epochs", "max_steps", "progress", "tensorboard", "log_every", "checkpoint_every",
+                       "keep_checkpoints", "device"})
+
+
 def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Shuffled minibatches of dataset indices for one epoch; depends only on (seed, epoch)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -115,11 +120,13 @@ class Trainer:
             if saved.get("family") != self.cfg.family_name:
                 raise CheckpointError(f"cannot resume: {str(self.run_dir)!r} is a {saved.get('family')!r} run, "
                                       f"not {self.cfg.family_name!r}")
-            if saved != self.cfg.to_dict():
-                diff = {k for k in set(saved.get("train", {})) | set(saved.get("options", {}))
-                        if {**saved.get("train", {}), **saved.get("options", {})}.get(k) != self.cfg.flat().get(k)}
-                raise ConfigError(f"cannot resume {str(self.run_dir)!r} with a different config "
-                                  f"(keys differ: {', '.join(sorted(diff))}); resume with the saved config or use a new --out")
+            before = {**saved.get("train", {}), **saved.get("options", {})}
+            now = self.cfg.flat()
+            diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE)
+            if diff:
+                raise ConfigError(f"cannot resume {str(self.run_dir)!r} with a different config (keys differ: "
+                                  f"{', '.join(diff)}); only {', '.join(sorted(RESUMABLE))} may change on resume")
+            ckpt.atomic_write_json(cfg_path, self.cfg.to_dict())
         else:
             if (self.ckpt_dir / "latest.json").exists():
                 raise ConfigError(f"{str(self.run_dir)!r} already holds a run; pass --resume to continue it "
@@ -198,7 +205,7 @@ class Trainer:
         if self.cfg.train.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), self.cfg.train.grad_clip)
         opt.step()
-        row = {"loss": float(loss), **terms.metrics(), "inner_residual": inference.trace.get("residual", float("nan"))}
+        row = {"loss": float(loss.detach()), **terms.metrics(), "inner_residual": inference.trace.get("residual", float("nan"))}
         elbos = inference.trace.get("surrogate_elbo") or []
         if elbos:
             row["surrogate_elbo"] = elbos[-1]

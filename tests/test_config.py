@@ -1,0 +1,72 @@
+"""Config files and --set overrides are validated with errors that name the key and what is allowed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from mpmkit.config import build_config, load_file, parse_overrides
+from mpmkit.errors import ConfigError
+
+
+@dataclass
+class Opts:
+    decoder: Literal["additive", "mixture"] = "additive"
+    num_datasets: int = 10
+    noise: float = 0.1
+
+
+def test_unknown_key_is_named_with_suggestion_and_allowed_keys():
+    with pytest.raises(ConfigError) as e:
+        build_config("fam", Opts, {"num_dataset": 3})
+    msg = str(e.value)
+    assert "'num_dataset'" in msg and "Did you mean 'num_datasets'" in msg and "decoder" in msg and "lr" in msg
+
+
+def test_literal_lists_allowed_values():
+    with pytest.raises(ConfigError, match="'decoder' must be one of 'additive', 'mixture'; got 'sum'"):
+        build_config("fam", Opts, {"decoder": "sum"})
+
+
+@pytest.mark.parametrize("key,value,expect", [("epochs", "ten", "integer"), ("lr", "fast", "number"),
+                                              ("progress", "maybe", "true or false"), ("epochs", 2.5, "integer"),
+                                              ("lr_milestones", {"a": 1}, "list"), ("backward", "adjoint", "one of")])
+def test_wrong_types_name_the_key(key, value, expect):
+    with pytest.raises(ConfigError, match=f"'{key}.*{expect}"):
+        build_config("fam", Opts, {key: value})
+
+
+def test_values_are_coerced_and_family_defaults_apply():
+    cfg = build_config("fam", Opts, {"lr": 1, "lr_milestones": 5, "noise": "0.5"}, {"epochs": 7})
+    assert cfg.train.lr == 1.0 and cfg.train.lr_milestones == [5] and cfg.family.noise == 0.5
+    assert cfg.epochs == 7 and cfg.decoder == "additive"
+
+
+def test_yaml_toml_and_sectioned_json_load(tmp_path):
+    (tmp_path / "a.yaml").write_text("lr: 0.01\ndecoder: mixture\n")
+    (tmp_path / "a.toml").write_text('lr = 0.01\ndecoder = "mixture"\n')
+    (tmp_path / "a.json").write_text('{"family": "fam", "train": {"lr": 0.01}, "options": {"decoder": "mixture"}}')
+    for name in ("a.yaml", "a.toml", "a.json"):
+        assert load_file(tmp_path / name) == {"lr": 0.01, "decoder": "mixture"}
+
+
+def test_malformed_files_are_reported(tmp_path):
+    (tmp_path / "bad.yaml").write_text("lr: [1, 2\n")
+    with pytest.raises(ConfigError, match="could not be parsed"):
+        load_file(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_file(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="unknown format"):
+        (tmp_path / "c.ini").write_text("x")
+        load_file(tmp_path / "c.ini")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_file(tmp_path / "missing.yaml")
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_overrides(["lr=1e-3", "lr_milestones=[5, 10]", "solver=pyro-nuts", "progress=false"]) == {
+        "lr": 1e-3, "lr_milestones": [5, 10], "solver": "pyro-nuts", "progress": False}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])

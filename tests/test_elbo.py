@@ -1,0 +1,79 @@
+"""L^MPM is a lower bound on log p(x, Λ) where the likelihood is tractable, tight at the exact posterior."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mpmkit import Batch, CoordinateAscent, EuclideanPotential, GMMPrior, MPM, MixtureLikelihood, gaussian_log_prob
+from mpmkit.batch import pad_datasets
+
+
+class UnitGaussian(MixtureLikelihood):
+    def log_prob(self, x, lam, mask):
+        return gaussian_log_prob(x.unsqueeze(2), lam.unsqueeze(1))
+
+
+def make(beta=1.0, K=3, steps=3, seed=0):
+    torch.manual_seed(seed)
+    model = MPM(prior=GMMPrior(6, 2), likelihood=UnitGaussian(), potential=EuclideanPotential(),
+                solver=CoordinateAscent(), num_slots=K, slot_dim=2, inner_steps=steps, beta=beta).double()
+    xs = [torch.randn(n, 2, dtype=torch.float64) * 3 for n in (12, 30, 7)]
+    x, mask = pad_datasets(xs)
+    return model, Batch(x=x, mask=mask)
+
+
+def log_joint(model, batch, lam):
+    """log p(λ|η) + Σ_j log Σ_k p(z=k|λ) p(x_j|z=k,λ): the data log-likelihood L_i(Λ, θ, η)."""
+    ll = model.likelihood.log_prob(batch.x, lam, batch.mask) + model.log_pz(lam).unsqueeze(1)
+    per_obs = torch.logsumexp(ll, -1) * batch.mask
+    return model.prior.log_prob(lam) + per_obs.sum(1)
+
+
+def test_mpm_objective_is_a_lower_bound():
+    model, batch = make()
+    inf = model.infer(batch)
+    bound = model.elbo(batch, inf).total
+    exact = log_joint(model, batch, inf.lam)
+    assert (bound <= exact + 1e-9).all()
+
+
+def test_bound_is_tight_when_potential_equals_likelihood():
+    """ψ = log p(x|z,λ) + const, so q^T is the exact posterior given Λ^T and the gap is zero."""
+    model, batch = make()
+    inf = model.infer(batch)
+    assert torch.allclose(model.elbo(batch, inf).total, log_joint(model, batch, inf.lam), atol=1e-9)
+
+
+def test_bound_gap_is_the_kl_for_any_other_q():
+    model, batch = make()
+    inf = model.infer(batch)
+    gen = torch.Generator().manual_seed(1)
+    q = torch.softmax(torch.randn(inf.q.shape, generator=gen, dtype=torch.float64), -1) * batch.mask.unsqueeze(-1)
+    inf.q = q
+    gap = log_joint(model, batch, inf.lam) - model.elbo(batch, inf).total
+    post = torch.softmax(model.likelihood.log_prob(batch.x, inf.lam, batch.mask), -1)
+    kl = (torch.special.xlogy(q, q) - torch.special.xlogy(q, post) * (q > 0)).sum((1, 2))
+    assert torch.allclose(gap, kl, atol=1e-9) and (gap > 0).all()
+
+
+def test_beta_below_one_scales_only_the_entropy():
+    model, batch = make(beta=0.01)
+    inf = model.infer(batch)
+    t = model.elbo(batch, inf)
+    full = model.elbo(batch, inf, beta=1.0)
+    assert torch.allclose(full.total - t.total, 0.99 * t.entropy)
+
+
+def test_loss_gradient_reaches_all_global_parameters():
+    model, batch = make()
+    loss, _, _ = model(batch)
+    loss.backward()
+    assert model.lambda0.grad is not None and model.lambda0.grad.abs().sum() > 0
+    assert model.prior.centres.grad is not None and model.prior.centres.grad.abs().sum() > 0
+
+
+def test_elbo_per_observation_normalisation():
+    model, batch = make()
+    loss, terms, _ = model(batch)
+    assert math.isclose(float(loss.detach()), -float(terms.total.detach().sum() / batch.mask.sum()), rel_tol=1e-12)

@@ -1,0 +1,129 @@
+"""Algorithm 1 trainer: runs, resumes exactly, refuses to clobber runs, names bad inputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from mpmkit import checkpoint as ckpt
+from mpmkit.cli import main
+from mpmkit.errors import CheckpointError, ConfigError, IncompatibleSolverError, UnknownNameError
+from mpmkit.runs import config_for, evaluate_run, make_family
+from mpmkit.training import Trainer
+
+
+def fit(out, resume=False, **values):
+    cfg = config_for("toy", {"epochs": 3, **values})
+    return Trainer(make_family("toy"), cfg, out, resume=resume).fit()
+
+
+def final_params(out):
+    tensors, state = ckpt.load(out / "checkpoints")
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}, state
+
+
+def test_resume_after_stop_matches_uninterrupted_run(tmp_path, toy_host):
+    fit(tmp_path / "full")
+    fit(tmp_path / "cut", max_steps=3)  # stops mid-epoch 1 (2 batches per epoch)
+    fit(tmp_path / "cut", resume=True, max_steps=3)  # same config → resumes (nothing to do)
+    with pytest.raises(ConfigError, match="keys differ: lr"):
+        fit(tmp_path / "cut", resume=True, lr=0.5)
+    fit(tmp_path / "cut", resume=True)  # budget keys (max_steps) may change on resume
+    a, sa = final_params(tmp_path / "full")
+    b, sb = final_params(tmp_path / "cut")
+    assert sa["step"] == sb["step"] == 6
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_metrics_csv_has_no_duplicate_steps_after_resume(tmp_path, toy_host):
+    fit(tmp_path / "run", max_steps=3)
+    fit(tmp_path / "run", resume=True)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    train_steps = [r.split(",")[0] for r in rows[1:] if r.split(",")[2] != ""]
+    assert len(train_steps) == len(set(train_steps))
+
+
+def test_existing_run_is_not_overwritten(tmp_path, toy_host):
+    fit(tmp_path / "run", epochs=1)
+    before = (tmp_path / "run" / "checkpoints" / "latest.json").read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fit(tmp_path / "run", epochs=1)
+    assert (tmp_path / "run" / "checkpoints" / "latest.json").read_text() == before
+
+
+def test_resume_refuses_other_family(tmp_path, toy_host):
+    fit(tmp_path / "run", epochs=1)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved["family"] = "other"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="'other' run"):
+        fit(tmp_path / "run", resume=True, epochs=1)
+
+
+def test_training_improves_elbo_and_evaluates(tmp_path, toy_host):
+    fit(tmp_path / "run", epochs=15)
+    rows = [r.split(",") for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()]
+    header = rows[0]
+    val = [float(r[header.index("val_loss")]) for r in rows[1:] if r[header.index("val_loss")]]
+    assert val[-1] < val[0]
+    metrics = evaluate_run(tmp_path / "run")
+    assert metrics["ari"] > 0.8
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["ari"] == metrics["ari"]
+
+
+def test_incompatible_solver_names_those_that_can(tmp_path, toy_host, monkeypatch):
+    import toy
+
+    from mpmkit import DotProductPotential
+
+    orig = toy.ToyFamily.build_model
+
+    def dot_model(self, cfg):
+        m = orig(self, cfg)
+        m.potential = DotProductPotential()
+        return m
+
+    monkeypatch.setattr(toy.ToyFamily, "build_model", dot_model)
+    with pytest.raises(IncompatibleSolverError, match="no closed form"):
+        fit(tmp_path / "run", epochs=1)
+
+
+def test_cli_unknown_family_and_solver_list_available(tmp_path, toy_host):
+    r = CliRunner().invoke(main, ["fit", "toyy", "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "unknown family 'toyy'" in r.output and "toy" in r.output and "Did you mean 'toy'" in r.output
+    r = CliRunner().invoke(main, ["fit", "toy", "--set", "solver=nuts", "--out", str(tmp_path / "y")])
+    assert r.exit_code != 0 and "unknown solver 'nuts'" in r.output and "coordinate-ascent" in r.output
+    with pytest.raises(UnknownNameError):
+        make_family("nope")
+
+
+def test_cli_bad_config_key_is_named(tmp_path, toy_host):
+    (tmp_path / "c.yaml").write_text("epochs: 1\nlearning_rate: 0.1\n")
+    r = CliRunner().invoke(main, ["fit", "toy", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")])
+    assert r.exit_code != 0 and "'learning_rate'" in r.output and "Allowed keys" in r.output
+
+
+def test_cli_fit_then_evaluate(tmp_path, toy_host):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["fit", "toy", "--set", "epochs=2", "--out", str(out), "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["evaluate", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "ari" in json.loads((out / "metrics.json").read_text())
+
+
+def test_cli_resume_continues_from_saved_config(tmp_path, toy_host):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert CliRunner().invoke(main, ["fit", "toy", "--set", "epochs=3", "--out", str(full), "--no-evaluate"]).exit_code == 0
+    r = CliRunner().invoke(main, ["fit", "toy", "--set", "epochs=3", "--set", "max_steps=4", "--out", str(cut),
+                                  "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["fit", "toy", "--out", str(cut), "--resume", "--set", "max_steps=0", "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    a, _ = final_params(full)
+    b, _ = final_params(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
