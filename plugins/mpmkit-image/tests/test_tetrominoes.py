@@ -162,3 +162,18 @@ def test_cache_dir_from_environment_and_corrupt_file(tmp_path, monkeypatch):
     data = tet.load_or_generate(3, 0)
     assert np.array_equal(data["image"], tet.generate(3, 0)["image"])
     assert np.load(path)["image"].shape == (3, 35, 35, 3)
+
+
+def test_plugin_registers_dataset_and_metrics_through_hooks():
+    import numpy as np
+    import pytest
+
+    mpmkit_plugins = pytest.importorskip("mpmkit.plugins")
+    from mpmkit_image import plugin
+
+    h = mpmkit_plugins.PluginHost()
+    h.register(plugin, name="image-under-test")
+    data = h["dataset"].get("tetrominoes")(4, seed=0, cache_dir=None)
+    assert data["image"].shape == (4, 35, 35, 3)
+    labels = np.array([[0, 0, 1, 1, 2]])
+    assert h["metric"].get("fg-ari")(labels, labels) == 100.0
