@@ -16,14 +16,14 @@ from .model import ELBO, MPM, Inference, entropy, surrogate_elbo
 from .plugins import registry
 from .potentials import DotProductPotential, EuclideanPotential, Potential
 from .priors import FlatPrior, GaussianPrior, GMMPrior, Prior
-from .solvers import CoordinateAscent, FixedPointSolver, InnerProblem, InnerResult, Solver
+from .solvers import CoordinateAscent, FixedPointSolver, GradientAscent, InnerProblem, InnerResult, Solver
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdditiveLikelihood", "Batch", "CheckpointError", "Config", "ConfigError", "CoordinateAscent",
     "DotProductPotential", "ELBO", "EuclideanPotential", "Family", "FixedPointSolver", "FlatPrior", "GMMPrior",
-    "GaussianPrior", "IncompatibleSolverError", "Inference", "InnerProblem", "InnerResult", "Likelihood", "MPM",
+    "GaussianPrior", "GradientAscent", "IncompatibleSolverError", "Inference", "InnerProblem", "InnerResult", "Likelihood", "MPM",
     "MPMKitError", "MixtureLikelihood", "PluginError", "Potential", "Prior", "Solver", "Splits", "TrainConfig",
     "UnknownNameError", "entropy", "gaussian_log_prob", "hookimpl", "pad_datasets", "registry", "surrogate_elbo",
 ]

@@ -23,9 +23,10 @@ def register_potentials(register):
 
 @hookimpl
 def register_solvers(register):
-    from .solvers import CoordinateAscent
+    from .solvers import CoordinateAscent, GradientAscent
 
     register("coordinate-ascent", CoordinateAscent)
+    register("gradient", GradientAscent)
 
 
 @hookimpl

@@ -53,10 +53,10 @@ class ELBO:
     def metrics(self) -> dict[str, float]:
         n = float(self.n_obs.sum().clamp_min(1))
         return {
-            "elbo": float(self.total.sum()) / n,
-            "log_lik": float(self.log_lik.sum()) / n,
-            "log_prior": float(self.log_prior.sum()) / n,
-            "entropy": float(self.entropy.sum()) / n,
+            "elbo": float(self.total.detach().sum()) / n,
+            "log_lik": float(self.log_lik.detach().sum()) / n,
+            "log_prior": float(self.log_prior.detach().sum()) / n,
+            "entropy": float(self.entropy.detach().sum()) / n,
         }
 
 

@@ -88,8 +88,9 @@ def test_incompatible_solver_names_those_that_can(tmp_path, toy_host, monkeypatc
         return m
 
     monkeypatch.setattr(toy.ToyFamily, "build_model", dot_model)
-    with pytest.raises(IncompatibleSolverError, match="no closed form"):
+    with pytest.raises(IncompatibleSolverError, match="no closed form.*Solvers that can: gradient"):
         fit(tmp_path / "run", epochs=1)
+    fit(tmp_path / "run2", epochs=1, solver="gradient")  # the suggested solver trains the same model
 
 
 def test_cli_unknown_family_and_solver_list_available(tmp_path, toy_host):

@@ -1,6 +1,7 @@
 """Inner solvers for Algorithm 1 (lines 4-8)."""
 from .base import BACKWARD_MODES, FixedPointSolver, InnerProblem, InnerResult, Solver, masked_softmax
 from .coordinate_ascent import CoordinateAscent
+from .gradient import GradientAscent
 
-__all__ = ["BACKWARD_MODES", "CoordinateAscent", "FixedPointSolver", "InnerProblem", "InnerResult", "Solver",
+__all__ = ["BACKWARD_MODES", "CoordinateAscent", "FixedPointSolver", "GradientAscent", "InnerProblem", "InnerResult", "Solver",
            "masked_softmax"]
