@@ -43,7 +43,7 @@ class GradientAscent(FixedPointSolver):
     def update(self, problem: InnerProblem, lam: Tensor) -> Tensor:
         create = torch.is_grad_enabled()
         with torch.enable_grad():
-            x = lam if lam.requires_grad else lam.detach().requires_grad_()
+            x = lam if (create and lam.requires_grad) else lam.detach().requires_grad_()
             (grad,) = torch.autograd.grad(self.objective(problem, x).sum(), x, create_graph=create)
         n = problem.mask.sum(1).clamp_min(1).to(lam.dtype).view(-1, 1, 1)
         new = x + self.step_size * grad / n
