@@ -23,10 +23,11 @@ def register_potentials(register):
 
 @hookimpl
 def register_solvers(register):
-    from .solvers import CoordinateAscent, GradientAscent
+    from .solvers import CoordinateAscent, GradientAscent, SlotAttention
 
     register("coordinate-ascent", CoordinateAscent)
     register("gradient", GradientAscent)
+    register("slot-attention", SlotAttention)
 
 
 @hookimpl

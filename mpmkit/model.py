@@ -83,6 +83,7 @@ class MPM(nn.Module):
         super().__init__()
         if num_slots < 1 or slot_dim < 1:
             raise ValueError(f"num_slots and slot_dim must be >= 1, got K={num_slots}, D={slot_dim}")
+        solver.bind(num_slots, slot_dim)
         self.prior, self.likelihood, self.potential, self.solver = prior, likelihood, potential, solver
         self.lambda0 = nn.Parameter(torch.randn(num_slots, slot_dim) * init_scale)
         self.inner_steps, self.beta, self.prior_weight = inner_steps, beta, prior_weight

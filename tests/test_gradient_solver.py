@@ -54,3 +54,31 @@ def test_q_rows_sum_to_one_on_real_observations_only():
     q = GradientAscent().solve(p, 3).q
     assert torch.allclose(q.sum(-1)[p.mask], torch.ones((), dtype=q.dtype))
     assert (q[~p.mask] == 0).all()
+
+
+def test_slot_attention_solver_trains_and_is_deterministic(tmp_path, toy_host):
+    from mpmkit import checkpoint as ckpt
+    from mpmkit.runs import config_for, make_family
+    from mpmkit.training import Trainer
+
+    finals = []
+    for run in ("a", "b"):
+        cfg = config_for("toy", {"epochs": 2, "solver": "slot-attention"})
+        Trainer(make_family("toy"), cfg, tmp_path / run).fit()
+        tensors, _ = ckpt.load(tmp_path / run / "checkpoints")
+        finals.append(tensors)
+    names = [k for k in finals[0] if k.startswith("model.solver.")]
+    assert "model.solver.gru.weight_ih" in names and "model.solver.log_sigma" in names
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0] if k.startswith("model."))
+
+
+def test_slot_attention_q_rows_sum_to_one():
+    from mpmkit import SlotAttention
+
+    p = problem()
+    p.g, p.lam0 = p.g.float(), p.lam0.float()
+    sa = SlotAttention()
+    sa.bind(3, 2)
+    sa.eval()
+    q = sa.solve(p, 3).q
+    assert torch.allclose(q.sum(-1)[p.mask], torch.ones(())) and (q[~p.mask] == 0).all()

@@ -2,6 +2,7 @@
 from .base import BACKWARD_MODES, FixedPointSolver, InnerProblem, InnerResult, Solver, masked_softmax
 from .coordinate_ascent import CoordinateAscent
 from .gradient import GradientAscent
+from .slot_attention import SlotAttention
 
-__all__ = ["BACKWARD_MODES", "CoordinateAscent", "FixedPointSolver", "GradientAscent", "InnerProblem", "InnerResult", "Solver",
+__all__ = ["BACKWARD_MODES", "CoordinateAscent", "FixedPointSolver", "GradientAscent", "InnerProblem", "InnerResult", "SlotAttention", "Solver",
            "masked_softmax"]

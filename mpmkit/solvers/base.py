@@ -50,6 +50,9 @@ class Solver(ABC):
     def check(self, problem: InnerProblem) -> None:
         """Raise :class:`IncompatibleSolverError` if this solver cannot serve ``problem``."""
 
+    def bind(self, num_slots: int, slot_dim: int) -> None:
+        """Called once by :class:`~mpmkit.model.MPM`; learned solvers build their layers here."""
+
     @abstractmethod
     def solve(self, problem: InnerProblem, steps: int) -> InnerResult:
         """Run the inner loop for ``steps`` iterations."""
