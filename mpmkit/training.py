@@ -6,9 +6,11 @@ optimiser, scheduler, RNG states and the position inside the epoch's shuffled or
 """
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -240,8 +242,6 @@ class Trainer:
         else:
             for p in self.ckpt_dir.glob("best-*"):
                 if p.name != name:
-                    import shutil
-
                     shutil.rmtree(p, ignore_errors=True)
 
     def _restore(self, model, opt, sched, tensors, state) -> None:
@@ -250,7 +250,7 @@ class Trainer:
         load_model_tensors(model, tensors)
         ckpt.load_optimizer(opt, tensors, state["optimizer"])
         sd = state["scheduler"]
-        sd["milestones"] = __import__("collections").Counter({int(k): v for k, v in sd["milestones"].items()})
+        sd["milestones"] = collections.Counter({int(k): v for k, v in sd["milestones"].items()})
         sched.load_state_dict(sd)
         ckpt.set_rng_state(tensors, state["rng"])
 
