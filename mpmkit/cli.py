@@ -26,7 +26,10 @@ def plugins(as_json: bool) -> None:
     """List plugins, their versions, what they register, and load errors."""
     from .plugins import host
 
-    h = host()
+    try:
+        h = host()
+    except MPMKitError as exc:  # strict mode (MPMKIT_STRICT_PLUGINS=1): a clean error, not a traceback
+        _fail(exc)
     if as_json:
         click.echo(json.dumps({
             "plugins": [{"name": p.name, "version": p.version, "source": p.source, "registers": p.registers}

@@ -50,7 +50,8 @@ class PluginHost:
         self.plugins: dict[str, PluginInfo] = {}
         self.load_errors: list[LoadError] = []
         self._loaded = False
-        if os.environ.get("MPMKIT_TRACE_PLUGINS"):
+        self._trace = _env_flag("MPMKIT_TRACE_PLUGINS")
+        if self._trace:
             self.pm.trace.root.setwriter(lambda s: print(s, end="", file=sys.stderr))
             self.pm.enable_tracing()
 
@@ -92,8 +93,10 @@ class PluginHost:
             raise PluginError(f"a plugin named {name!r} is already registered")
         info = PluginInfo(name=name, version=version, source=source)
         added: list[tuple[str, str]] = []
+        in_pm = False
         try:
             self.pm.register(plugin, name=name)
+            in_pm = True
             for hook_name, kind in hookspecs.KINDS.items():
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                     if impl.plugin is not plugin:
@@ -105,11 +108,13 @@ class PluginHost:
                         added.append((_k, comp_name))
                         info.registers.setdefault(_k, []).append(comp_name)
 
+                    if self._trace:  # hooks are called one plugin at a time, outside pluggy's own tracing
+                        print(f"mpmkit: {name}.{hook_name}(register)", file=sys.stderr)
                     impl.function(register=add)
         except Exception as exc:  # noqa: BLE001
             for kind, comp in added:
                 self.registries[kind].remove(comp)
-            if self.pm.is_registered(plugin):
+            if in_pm:  # never unregister the same object registered earlier under another name
                 self.pm.unregister(plugin)
             self._fail(name, exc, strict, what="registration")
             return None
@@ -151,6 +156,11 @@ def host() -> PluginHost:
     global _host
     if _host is None:
         _host = PluginHost()
+        try:
+            _host.load()
+        except BaseException:
+            _host = None  # a strict failure must raise again next time, not leave a half-loaded host
+            raise
     return _host.load()
 
 
