@@ -1,0 +1,245 @@
+"""The AP corpus in David Blei's lda-c format: reading, locating, fetching, splitting.
+
+``ap.txt`` holds one block per document::
+
+    <DOC>
+    <DOCNO> AP881218-0003 </DOCNO>
+    <TEXT>
+     raw text ...
+    </TEXT>
+    </DOC>
+
+The articles are the Associated Press's copyright: they are read from where the
+user keeps them and never shipped with mpmkit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+AP_URL = (
+    "https://raw.githubusercontent.com/blei-lab/lda-c/"
+    "0c46575e89092683010db077f713f8aa3b3594a2/example/ap.tgz"
+)
+AP_SHA256 = "92cbe192631874708540db11969211363cf2f5c0a56b2897e0229925e5d4f2a3"
+AP_MEMBERS = {"ap/vocab.txt": "vocab.txt", "ap/ap.txt": "ap.txt"}  # ap.txt last: marks completion
+
+# The paper's split of the 2,246 AP documents.
+PAPER_N_DOCS, PAPER_N_TRAIN, PAPER_N_VAL = 2246, 1800, 200
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article: its DOCNO and raw text (surrounding whitespace stripped)."""
+
+    docno: str
+    text: str
+
+
+# --------------------------------------------------------------------------- parsing
+
+_TAG = re.compile(r"<(/?)(DOC|DOCNO|TEXT)>")
+_SEQUENCE = ("<DOC>", "<DOCNO>", "</DOCNO>", "<TEXT>", "</TEXT>", "</DOC>")
+_OPENER = {1: "<DOC>", 2: "<DOCNO>", 3: "<DOC>", 4: "<TEXT>", 5: "<DOC>"}  # open block per state
+
+
+def parse_ap(text: str, source: str = "<string>") -> list[Document]:
+    """Parse lda-c AP text into documents.
+
+    Tags must come in the order ``<DOC> <DOCNO> </DOCNO> <TEXT> </TEXT> </DOC>``
+    with any whitespace (including none, or newlines) around them. Text outside
+    DOCNO / TEXT, an unexpected or unclosed tag, a missing TEXT or an empty
+    DOCNO raises ``ValueError`` naming ``source`` and the 1-based line.
+    """
+    docs: list[Document] = []
+    state = 0  # index into _SEQUENCE of the next expected tag
+    pos = 0  # end of the previous tag
+    docno = ""
+    opened_at: dict[str, int] = {}  # opening tag -> offset
+
+    def fail(msg: str, offset: int) -> ValueError:
+        return ValueError(f"{source}, line {text.count(chr(10), 0, offset) + 1}: {msg}")
+
+    def stray(start: int, end: int, where: str) -> None:
+        chunk = text[start:end]
+        if chunk.strip():
+            off = start + len(chunk) - len(chunk.lstrip())
+            raise fail(f"unexpected text {chunk.strip()[:30]!r} {where}", off)
+
+    for m in _TAG.finditer(text):
+        tag = m.group(0)
+        if state in (0, 1, 3, 5):  # outside DOCNO / TEXT content
+            stray(pos, m.start(), "between documents" if state == 0 else f"in document {docno or '?'}")
+        if tag != _SEQUENCE[state]:
+            if state == 0:
+                raise fail(f"expected <DOC>, found {tag}", m.start())
+            if state == 3 and tag == "</DOC>":
+                raise fail(f"document {docno!r} has no <TEXT> block", m.start())
+            opener = _OPENER[state]
+            line = text.count("\n", 0, opened_at[opener]) + 1
+            raise fail(f"expected {_SEQUENCE[state]}, found {tag} "
+                       f"({opener} opened on line {line} is not closed properly)", m.start())
+        if tag == "</DOCNO>":
+            docno = text[pos : m.start()].strip()
+            if not docno:
+                raise fail("empty <DOCNO>", m.start())
+        elif tag == "</TEXT>":
+            docs.append(Document(docno, text[pos : m.start()].strip()))
+        elif not tag.startswith("</"):
+            opened_at[tag] = m.start()
+        state = (state + 1) % len(_SEQUENCE)
+        pos = m.end()
+
+    if state != 0:
+        opener = _OPENER[state]
+        raise fail(f"end of input inside the {opener} block opened here "
+                   f"(expected {_SEQUENCE[state]})", opened_at[opener])
+    stray(pos, len(text), "after the last document")
+    return docs
+
+
+# --------------------------------------------------------------------------- locating
+
+def default_data_dir() -> Path:
+    """``$MPMKIT_DATA_DIR`` if set, else ``$XDG_DATA_HOME/mpmkit`` (``~/.local/share/mpmkit``)."""
+    env = os.environ.get("MPMKIT_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "mpmkit"
+
+
+def _upward(start: Path) -> list[Path]:
+    return [d / "shared" / "data" / "ap" / "ap.txt" for d in (start, *start.parents)]
+
+
+def candidate_paths() -> list[Path]:
+    """Where :func:`find_ap` looks, in order, when no path is given."""
+    out = [default_data_dir() / "ap" / "ap.txt"]
+    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
+        out += [p for p in _upward(start) if p not in out]
+    return out
+
+
+def find_ap(path=None) -> Path:
+    """The ``ap.txt`` to read.
+
+    An explicit ``path`` (the file or its directory) wins; otherwise the first
+    existing of ``$MPMKIT_DATA_DIR/ap/ap.txt`` (or the default data dir), then
+    ``shared/data/ap/ap.txt`` in the current directory or any parent, then the
+    same upward from this package. Raises ``FileNotFoundError`` listing every
+    place tried.
+    """
+    if path is not None:
+        p = Path(path).expanduser()
+        tried = [p / "ap.txt" if p.is_dir() else p]
+    else:
+        tried = candidate_paths()
+    for p in tried:
+        if p.is_file():
+            return p
+    places = "\n  ".join(str(p) for p in tried)
+    raise FileNotFoundError(
+        f"AP corpus (ap.txt) not found. Tried:\n  {places}\n"
+        "Fix: pass the path (read_ap('/path/to/ap') or the file), set MPMKIT_DATA_DIR "
+        "to a directory holding ap/ap.txt, or download it with `mpmkit data fetch ap`."
+    )
+
+
+def read_ap(path=None) -> list[Document]:
+    """Read the AP corpus from ``path`` or the default locations (see :func:`find_ap`)."""
+    p = find_ap(path)
+    return parse_ap(p.read_text(encoding="utf-8", errors="replace"), source=str(p))
+
+
+# --------------------------------------------------------------------------- fetching
+
+def _download(url: str, dest: Path) -> None:
+    with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
+        shutil.copyfileobj(r, f)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_ap(dest=None, url: str = AP_URL, sha256: str = AP_SHA256, force: bool = False) -> Path:
+    """Download lda-c's ``ap.tgz``, check its sha256, extract ``ap.txt`` and ``vocab.txt``.
+
+    ``dest`` defaults to ``default_data_dir() / "ap"``. Nothing is downloaded when
+    ``dest/ap.txt`` exists (unless ``force``). The archive is downloaded and
+    unpacked in a temporary directory inside ``dest``; only when the checksum
+    matches and both files are out are they renamed into place, ``ap.txt`` last,
+    so a failed or interrupted fetch never leaves a partial ``ap.txt``. Returns
+    the path of ``ap.txt``.
+    """
+    dest = Path(dest).expanduser() if dest is not None else default_data_dir() / "ap"
+    target = dest / "ap.txt"
+    if target.is_file() and not force:
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+        tgz = Path(tmp) / "ap.tgz"
+        _download(url, tgz)
+        got = _sha256(tgz)
+        if got != sha256:
+            raise ValueError(f"checksum mismatch for {url}: sha256 {got}, expected {sha256}")
+        with tarfile.open(tgz, "r:gz") as tar:
+            for member, name in AP_MEMBERS.items():
+                try:
+                    src = tar.extractfile(member)
+                except KeyError:
+                    src = None
+                if src is None:
+                    raise ValueError(f"{url} has no regular file {member}")
+                with src, open(Path(tmp) / name, "wb") as f:
+                    shutil.copyfileobj(src, f)
+        for name in AP_MEMBERS.values():  # all extracted: move into place, ap.txt last
+            os.replace(Path(tmp) / name, dest / name)
+    return target
+
+
+# --------------------------------------------------------------------------- splitting
+
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """(train, val, test) sizes for ``n`` documents.
+
+    ``n >= 2246`` (the AP corpus): 1,800 / 200 / rest, as in the paper. Smaller
+    corpora keep the paper's proportions, ``floor(n * 1800 / 2246)`` and
+    ``floor(n * 200 / 2246)``, but with at least one validation and one test
+    document (taken from train). Needs ``n >= 3``.
+    """
+    if n < 3:
+        raise ValueError(f"need at least 3 documents to split, got {n}")
+    if n >= PAPER_N_DOCS:
+        return PAPER_N_TRAIN, PAPER_N_VAL, n - PAPER_N_TRAIN - PAPER_N_VAL
+    n_train = n * PAPER_N_TRAIN // PAPER_N_DOCS
+    n_val = max(1, n * PAPER_N_VAL // PAPER_N_DOCS)
+    n_train = min(n_train, n - n_val - 1)
+    return n_train, n_val, n - n_train - n_val
+
+
+def split_documents(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random train / validation / test document indices for ``n`` documents.
+
+    One permutation from ``numpy.random.default_rng(seed)`` is cut at the sizes
+    of :func:`split_sizes`; each part is returned sorted (int64).
+    """
+    n_train, n_val, _ = split_sizes(int(n))
+    perm = np.random.default_rng(seed).permutation(int(n))
+    cuts = (perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
+    return tuple(np.sort(c).astype(np.int64) for c in cuts)

@@ -1,0 +1,39 @@
+"""mpmkit plugin entry point for the text (topic) plugin.
+
+Registers what exists so far: the AP corpus as a dataset and UMass / NPMI topic coherence
+as metrics. Heavy imports (transformers) happen only when a component is used.
+"""
+from __future__ import annotations
+
+from mpmkit import hookimpl
+
+
+def _ap(path=None):
+    from .ap import read_ap
+
+    return read_ap(path)
+
+
+def _coherence(measure):
+    def metric(topics, documents, **kw):
+        """Mean coherence of ``topics`` (word lists) on reference ``documents``."""
+        import numpy as np
+
+        from .coherence import coherence
+
+        scores = np.asarray(list(np.atleast_1d(coherence(topics, documents, measure, **kw))))
+        return float(np.nanmean(scores))
+
+    metric.__name__ = measure
+    return metric
+
+
+@hookimpl
+def register_datasets(register):
+    register("ap", _ap)
+
+
+@hookimpl
+def register_metrics(register):
+    register("umass", _coherence("umass"))
+    register("npmi", _coherence("npmi"))

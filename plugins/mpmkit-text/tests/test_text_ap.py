@@ -1,0 +1,174 @@
+"""AP (lda-c) parser, location rules, download and splits -- on synthetic text only."""
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpmkit_text import ap
+
+SYNTHETIC = (
+    "<DOC>\n<DOCNO> XX000101-0001 </DOCNO>\n<TEXT>\n Zorblat the tiny robot painted seven fences .\n</TEXT>\n</DOC>\n"
+    "\n\n  <DOC>\r\n\t<DOCNO>XX000101-0002</DOCNO>\r\n<TEXT> Quintor   likes\n\n  green ``tea'' .  </TEXT>\r\n</DOC>"
+    "<DOC><DOCNO>\n  XX000101-0003\n</DOCNO><TEXT></TEXT></DOC>\n\n"
+)
+
+
+def test_parse_synthetic_with_whitespace_quirks():
+    docs = ap.parse_ap(SYNTHETIC)
+    assert [d.docno for d in docs] == ["XX000101-0001", "XX000101-0002", "XX000101-0003"]
+    assert docs[0].text == "Zorblat the tiny robot painted seven fences ."
+    assert docs[1].text == "Quintor   likes\n\n  green ``tea'' ."
+    assert docs[2].text == ""
+    assert ap.parse_ap("") == [] and ap.parse_ap("\n \n") == []
+
+
+@pytest.mark.parametrize(
+    "text, line, fragment",
+    [
+        ("<DOC>\n<DOCNO> A </DOCNO>\n<TEXT>\nwords\n", 3, "<TEXT> block opened here"),
+        ("<DOC>\n<DOCNO> A </DOCNO>\n</DOC>\n", 3, "no <TEXT>"),
+        ("<DOC>\n<DOCNO> A </DOCNO>\n<TEXT>\nx\n</TEXT>\n</DOC>\nstray words\n", 7, "unexpected text"),
+        ("<DOC>\n<DOCNO> A </DOCNO>\n<TEXT>\nx\n<DOC>\n", 5, "<TEXT> opened on line 3"),
+        ("<DOC>\n<DOCNO>  </DOCNO>\n", 2, "empty <DOCNO>"),
+        ("\n</TEXT>\n", 2, "expected <DOC>"),
+        ("<DOC>\n<DOCNO> A\n<TEXT>\n", 3, "expected </DOCNO>"),
+        ("<DOC>\njunk\n<DOCNO> A </DOCNO>", 2, "unexpected text 'junk'"),
+    ],
+)
+def test_malformed_input_names_line(text, line, fragment):
+    with pytest.raises(ValueError) as err:
+        ap.parse_ap(text, source="f.txt")
+    assert f"f.txt, line {line}:" in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_read_ap_explicit_file_and_directory(tmp_path):
+    (tmp_path / "ap.txt").write_text(SYNTHETIC)
+    assert len(ap.read_ap(tmp_path)) == 3
+    assert len(ap.read_ap(tmp_path / "ap.txt")) == 3
+    with pytest.raises(FileNotFoundError) as err:
+        ap.read_ap(tmp_path / "nope.txt")
+    msg = str(err.value)
+    assert "nope.txt" in msg and "MPMKIT_DATA_DIR" in msg and "mpmkit data fetch ap" in msg
+
+
+def _isolate(monkeypatch, tmp_path):
+    """Point every default location at empty places under tmp_path."""
+    monkeypatch.delenv("MPMKIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(ap, "__file__", str(tmp_path / "site" / "mpmkit_text" / "ap.py"))
+    work = tmp_path / "repo" / "sub"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    return work
+
+
+def test_default_locations(monkeypatch, tmp_path):
+    work = _isolate(monkeypatch, tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        ap.read_ap()
+    msg = str(err.value)
+    for p in ap.candidate_paths():
+        assert str(p) in msg
+    assert str(tmp_path / "shared" / "data" / "ap" / "ap.txt") in msg
+
+    shared = tmp_path / "shared" / "data" / "ap"  # ../../shared from the cwd
+    shared.mkdir(parents=True)
+    (shared / "ap.txt").write_text(SYNTHETIC)
+    assert ap.find_ap() == shared / "ap.txt"
+
+    env = tmp_path / "env"
+    (env / "ap").mkdir(parents=True)
+    (env / "ap" / "ap.txt").write_text(SYNTHETIC.split("\n\n")[0])
+    monkeypatch.setenv("MPMKIT_DATA_DIR", str(env))
+    assert ap.find_ap() == env / "ap" / "ap.txt"  # the environment wins
+    assert len(ap.read_ap()) == 1
+    assert work.exists()
+
+
+def test_split_sizes_and_determinism():
+    assert ap.split_sizes(2246) == (1800, 200, 246)
+    assert ap.split_sizes(5000) == (1800, 200, 3000)
+    assert ap.split_sizes(100) == (80, 8, 12)
+    assert ap.split_sizes(10) == (8, 1, 1)
+    assert ap.split_sizes(3) == (1, 1, 1)
+    with pytest.raises(ValueError):
+        ap.split_sizes(2)
+    for n in (3, 7, 50, 2245, 2246, 2300):
+        tr, va, te = ap.split_documents(n, seed=0)
+        assert (len(tr), len(va), len(te)) == ap.split_sizes(n)
+        assert min(len(va), len(te)) >= 1
+        assert np.array_equal(np.sort(np.concatenate([tr, va, te])), np.arange(n))
+    a, b, c = ap.split_documents(2246, 1), ap.split_documents(2246, 1), ap.split_documents(2246, 2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[2], c[2])
+
+
+def _make_tgz(path: Path, members: dict[str, bytes]) -> str:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fetch_verifies_checksum_and_extracts_atomically(tmp_path, monkeypatch):
+    tgz = tmp_path / "src" / "ap.tgz"
+    tgz.parent.mkdir()
+    digest = _make_tgz(tgz, {"ap/ap.txt": SYNTHETIC.encode(), "ap/vocab.txt": b"zorblat\nrobot\n",
+                             "ap/ap.dat": b"2 0:1 1:1\n"})
+    calls = []
+
+    def fake_download(url, dest):
+        calls.append(url)
+        Path(dest).write_bytes(tgz.read_bytes())
+
+    monkeypatch.setattr(ap, "_download", fake_download)
+    dest = tmp_path / "data" / "ap"
+
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        ap.fetch_ap(dest, sha256="0" * 64)
+    assert not (dest / "ap.txt").exists()
+
+    out = ap.fetch_ap(dest, sha256=digest)
+    assert out == dest / "ap.txt"
+    assert sorted(p.name for p in dest.iterdir()) == ["ap.txt", "vocab.txt"]  # no temp leftovers
+    assert len(ap.read_ap(dest)) == 3
+    n = len(calls)
+    ap.fetch_ap(dest, sha256=digest)  # already there: no download
+    assert len(calls) == n
+    ap.fetch_ap(dest, sha256=digest, force=True)
+    assert len(calls) == n + 1
+
+    monkeypatch.setenv("MPMKIT_DATA_DIR", str(tmp_path / "env"))
+    assert ap.fetch_ap(sha256=digest) == tmp_path / "env" / "ap" / "ap.txt"
+
+
+def test_fetch_rejects_archive_without_members(tmp_path, monkeypatch):
+    tgz = tmp_path / "bad.tgz"
+    digest = _make_tgz(tgz, {"ap/vocab.txt": b"x\n"})
+    monkeypatch.setattr(ap, "_download", lambda url, dest: Path(dest).write_bytes(tgz.read_bytes()))
+    with pytest.raises(ValueError, match="ap/ap.txt"):
+        ap.fetch_ap(tmp_path / "d", sha256=digest)
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_default_checksum_is_the_readme_one():
+    assert ap.AP_SHA256 == "92cbe192631874708540db11969211363cf2f5c0a56b2897e0229925e5d4f2a3"
+    assert "0c46575e89092683010db077f713f8aa3b3594a2" in ap.AP_URL
+
+
+REAL_AP = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "ap" / "ap.txt"
+
+
+@pytest.mark.skipif(not REAL_AP.is_file(), reason="AP corpus not present at ../shared/data/ap")
+def test_real_ap_corpus_if_present():
+    docs = ap.read_ap(REAL_AP)
+    assert len(docs) == 2246
+    assert len({d.docno for d in docs}) == 2246
+    assert all(d.text for d in docs)
