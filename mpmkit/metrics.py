@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 
 def adjusted_rand_index(pred, truth, mask=None) -> float:
@@ -13,8 +12,71 @@ def adjusted_rand_index(pred, truth, mask=None) -> float:
     if pred.ndim == 1:
         pred, truth = pred[None], truth[None]
         mask = None if mask is None else np.asarray(mask)[None]
+    from sklearn.metrics import adjusted_rand_score  # imported here: keeps `mpmkit` CLI start-up fast
+
     scores = []
     for i in range(pred.shape[0]):
         sel = slice(None) if mask is None else np.asarray(mask[i], dtype=bool)
         scores.append(adjusted_rand_score(truth[i][sel], pred[i][sel]))
     return float(np.mean(scores))
+
+
+def match_slots(cost: np.ndarray) -> np.ndarray:
+    """Per-input slot permutation minimising ``cost [M, K, K]`` (Hungarian); ``perm[i, k]`` is the
+    slot of run b matched to slot k of run a."""
+    from scipy.optimize import linear_sum_assignment
+
+    perm = np.empty(cost.shape[:2], dtype=np.int64)
+    for i, c in enumerate(cost):
+        rows, cols = linear_sum_assignment(c)
+        perm[i, rows] = cols
+    return perm
+
+
+def _affine_fit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least-squares W with b ≈ [a, 1] W."""
+    a1 = np.concatenate([a, np.ones((len(a), 1))], 1)
+    return np.linalg.lstsq(a1, b, rcond=None)[0]
+
+
+def _affine_apply(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return np.concatenate([a, np.ones((len(a), 1))], 1) @ w
+
+
+def smcc(slots_a, slots_b, q_a=None, q_b=None, rounds: int = 10) -> float:
+    """Slot mean correlation coefficient between two runs' slots for the same inputs (PSA, Kori et al.).
+
+    ``slots_a [M, K, Da]``, ``slots_b [M, K, Db]``. Slots are matched per input — by the overlap of
+    the observations they explain when ``q_a``/``q_b`` ``[M, N, K]`` are given, otherwise by
+    alternating an affine fit and Hungarian matching — then an affine map a → b is fitted on half
+    of the inputs and SMCC is the mean, over b's dimensions, of the Pearson correlation between
+    mapped and actual slots on the other half (all inputs when M < 4). 1 = identical up to an
+    affine map and a permutation of slots.
+    """
+    a, b = np.asarray(slots_a, np.float64), np.asarray(slots_b, np.float64)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"smcc expects slots [M, K, D] for the same M inputs and K slots, got "
+                         f"{a.shape} and {b.shape}")
+    m, k = a.shape[:2]
+    if q_a is not None and q_b is not None:
+        qa, qb = np.asarray(q_a, np.float64), np.asarray(q_b, np.float64)
+        perm = match_slots(-np.einsum("mnk,mnl->mkl", qa, qb))
+    else:
+        perm = np.tile(np.arange(k), (m, 1))
+        for _ in range(rounds):
+            bm = np.take_along_axis(b, perm[..., None], 1)
+            w = _affine_fit(a.reshape(m * k, -1), bm.reshape(m * k, -1))
+            pred = _affine_apply(w, a.reshape(m * k, -1)).reshape(m, k, -1)
+            new = match_slots(((pred[:, :, None] - b[:, None]) ** 2).sum(-1))
+            if np.array_equal(new, perm):
+                break
+            perm = new
+    bm = np.take_along_axis(b, perm[..., None], 1)
+    fit, ev = (np.arange(m) % 2 == 0, np.arange(m) % 2 == 1) if m >= 4 else (np.ones(m, bool),) * 2
+    w = _affine_fit(a[fit].reshape(-1, a.shape[-1]), bm[fit].reshape(-1, b.shape[-1]))
+    pred = _affine_apply(w, a[ev].reshape(-1, a.shape[-1]))
+    true = bm[ev].reshape(-1, b.shape[-1])
+    pc, tc = pred - pred.mean(0), true - true.mean(0)
+    denom = np.sqrt((pc**2).sum(0) * (tc**2).sum(0))
+    corr = np.where(denom > 0, (pc * tc).sum(0) / np.where(denom > 0, denom, 1), 0.0)
+    return float(np.mean(corr))

@@ -85,7 +85,7 @@ class MPM(nn.Module):
             raise ValueError(f"num_slots and slot_dim must be >= 1, got K={num_slots}, D={slot_dim}")
         solver.bind(num_slots, slot_dim)
         self.prior, self.likelihood, self.potential, self.solver = prior, likelihood, potential, solver
-        self.lambda0 = nn.Parameter(torch.randn(num_slots, slot_dim) * init_scale)
+        self.lambda0 = nn.Parameter(potential.init_lambda(num_slots, slot_dim, init_scale))
         self.inner_steps, self.beta, self.prior_weight = inner_steps, beta, prior_weight
 
     @property
@@ -93,16 +93,18 @@ class MPM(nn.Module):
         return self.lambda0.shape[0]
 
     def log_pz(self, lam: Tensor) -> Tensor:
-        """log p(z_ij = k | λ_i), ``[B, K]``; uniform 1/K as in the paper."""
-        return lam.new_full(lam.shape[:2], -math.log(lam.shape[1]))
+        """log p(z_ij = k | λ_i), ``[B, K]``: uniform 1/K as in the paper, unless λ carries mixing weights."""
+        mixing = self.potential.log_mixing(lam)
+        return mixing if mixing is not None else lam.new_full(lam.shape[:2], -math.log(lam.shape[1]))
 
     def problem(self, batch: Batch, g: Tensor | None = None) -> InnerProblem:
         """The inner problem of Algorithm 1 for ``batch`` (embeds it with g_φ unless given)."""
         if g is None:
             g = self.potential.embed(batch.x, batch.mask)
         lam0 = self.lambda0.unsqueeze(0).expand(batch.size, -1, -1)
-        if g.shape[-1] != lam0.shape[-1]:
-            raise ValueError(f"g_φ returns D={g.shape[-1]} features but λ⁰ has D={lam0.shape[-1]}; "
+        if self.potential.lambda_dim(g.shape[-1]) != lam0.shape[-1]:
+            raise ValueError(f"g_φ returns D={g.shape[-1]} features but λ⁰ has {lam0.shape[-1]} "
+                             f"(the potential expects {self.potential.lambda_dim(g.shape[-1])}); "
                              "set slot_dim to the recognition network's output size")
         return InnerProblem(g=g, mask=batch.mask, prior=self.prior, potential=self.potential, lam0=lam0,
                             log_pz=self.log_pz, batch=batch, model=self)

@@ -32,6 +32,23 @@ class Potential(nn.Module, ABC):
     def logits(self, g: Tensor, lam: Tensor) -> Tensor:
         """ψ(z_ij = k | x_ij, λ_i), ``[B, N, K]``."""
 
+    # -- the layout of λ (override when λ_ik is more than a slot vector, e.g. PSA's (μ, σ², π)) --
+    def lambda_dim(self, feature_dim: int) -> int:
+        """Width of λ_ik for embeddings of width D (default: λ_ik = μ_ik ∈ R^D)."""
+        return feature_dim
+
+    def init_lambda(self, num_slots: int, feature_dim: int, scale: float) -> Tensor:
+        """A random λ⁰, ``[K, lambda_dim(D)]``."""
+        return torch.randn(num_slots, feature_dim) * scale
+
+    def slot_means(self, lam: Tensor) -> Tensor:
+        """The slot vectors μ_ik that decoders read, ``[B, K, D]``."""
+        return lam
+
+    def log_mixing(self, lam: Tensor) -> Tensor | None:
+        """log p(z = k | λ) when λ carries mixing weights, ``[B, K]``; None: uniform 1/K."""
+        return None
+
 
 class EuclideanPotential(Potential):
     """ψ = -½‖μ_ik - g_φ(x_ij)‖², the potential of Sections 3.1 and 3.2.

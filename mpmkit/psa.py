@@ -1,0 +1,247 @@
+"""Probabilistic Slot Attention (Kori et al., 2024) as MPM components.
+
+Each dataset fits a *local* GMM to its embeddings g_φ(x_ij): mixing weights π_k, means μ_k and
+diagonal variances σ²_k. In MPM terms λ_ik = (μ_k, log σ²_k, log π_k), packed along the last
+dimension as ``[B, K, 2D + 1]`` (:func:`pack` / :func:`unpack`), and
+
+    ψ(z_ij = k | x_ij, λ_i) = log N(g_ij; μ_k, diag σ²_k)          (:class:`PSAPotential`)
+    p(z_ij = k | λ_i)       = π_k                                   (``log_mixing``)
+    p_η(λ_i)                = Π_k p_base(μ_k) · Dir(π; 1 + ε)       (:class:`PSAPrior`)
+
+:class:`PSAEM` is the closed-form EM inner solver (E-step, then π, μ, σ² in turn; every step
+maximises the surrogate ELBO in its block, so it never decreases). With π uniform and σ² = 1
+held fixed it is exactly Proposition 1. ARD (:func:`active_slots`) keeps slots whose π_k ≥ τ.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .errors import IncompatibleSolverError
+from .potentials import Potential
+from .priors import FlatPrior, Prior
+from .solvers.base import FixedPointSolver, InnerProblem, InnerResult, masked_softmax
+
+
+@dataclass
+class SlotGMM:
+    """The local GMM of each dataset: ``mu``/``log_var`` ``[B, K, D]``, ``log_pi`` ``[B, K]``."""
+
+    mu: Tensor
+    log_var: Tensor
+    log_pi: Tensor
+
+    @property
+    def var(self) -> Tensor:
+        return self.log_var.exp()
+
+    @property
+    def pi(self) -> Tensor:
+        return self.log_pi.exp()
+
+
+def pack(mu: Tensor, log_var: Tensor, log_pi: Tensor) -> Tensor:
+    """(μ, log σ², log π) → λ ``[..., K, 2D + 1]``."""
+    return torch.cat([mu, log_var, log_pi.unsqueeze(-1)], -1)
+
+
+def unpack(lam: Tensor) -> SlotGMM:
+    """λ ``[..., K, 2D + 1]`` → :class:`SlotGMM` (log π renormalised over slots)."""
+    width = lam.shape[-1]
+    if width < 3 or width % 2 == 0:
+        raise ValueError(f"PSA λ must have 2D + 1 features (μ, log σ², log π), got {width}")
+    d = (width - 1) // 2
+    return SlotGMM(lam[..., :d], lam[..., d:2 * d], torch.log_softmax(lam[..., 2 * d], -1))
+
+
+def diag_gaussian_logits(g: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
+    """log N(g_j; μ_k, diag σ²_k), ``[B, N, K]``, via three matmuls (no ``[B, N, K, D]`` tensor)."""
+    prec = torch.exp(-log_var)  # [B, K, D]
+    quad = (g**2) @ prec.transpose(1, 2) - 2 * g @ (mu * prec).transpose(1, 2) + (mu**2 * prec).sum(-1).unsqueeze(1)
+    norm = log_var.sum(-1) + g.shape[-1] * math.log(2 * math.pi)  # [B, K]
+    return -0.5 * (quad.clamp_min(0) + norm.unsqueeze(1))
+
+
+class PSAPotential(Potential):
+    """ψ = log N(g_φ(x); μ_k, diag σ²_k) with mixing weights p(z = k | λ) = π_k."""
+
+    def lambda_dim(self, feature_dim: int) -> int:
+        return 2 * feature_dim + 1
+
+    def init_lambda(self, num_slots: int, feature_dim: int, scale: float) -> Tensor:
+        """λ⁰: random means, unit variances, uniform weights."""
+        mu = torch.randn(num_slots, feature_dim) * scale
+        return pack(mu, torch.zeros(num_slots, feature_dim), torch.full((num_slots,), -math.log(num_slots)))
+
+    def slot_means(self, lam: Tensor) -> Tensor:
+        return unpack(lam).mu
+
+    def log_mixing(self, lam: Tensor) -> Tensor:
+        return unpack(lam).log_pi
+
+    def logits(self, g: Tensor, lam: Tensor) -> Tensor:
+        s = unpack(lam)
+        return diag_gaussian_logits(g, s.mu, s.log_var)
+
+
+class PSAPrior(Prior):
+    """p_η(λ) = Π_k p_base(μ_k) · Dirichlet(π; 1 + ε): a base prior on the means (the MAP variant
+    uses the global GMM), flat on the variances, and a weak Dirichlet that keeps log π finite."""
+
+    def __init__(self, base: Prior | None = None, dirichlet: float = 1e-3):
+        super().__init__()
+        self.base = base if base is not None else FlatPrior()
+        self.dirichlet = float(dirichlet)
+        self.conjugate = self.base.conjugate
+
+    def log_prob(self, lam: Tensor) -> Tensor:
+        s = unpack(lam)
+        return self.base.log_prob(s.mu) + self.dirichlet * s.log_pi.sum(-1)
+
+    def minorizer(self, lam: Tensor) -> tuple[Tensor, Tensor]:
+        return self.base.minorizer(unpack(lam).mu)
+
+
+#: log π of an annihilated slot (finite, so gradients stay finite; exp(-60) ≈ 1e-26)
+DEAD = -60.0
+
+
+class PSAEM(FixedPointSolver):
+    """EM for the local GMM of every dataset, O(N K D) per step.
+
+    E-step q_jk ∝ π_k N(g_j; μ_k, σ²_k); then, with N_k = Σ_j q_jk and the base prior's quadratic
+    minorizer (a, m) at the current μ:
+
+        π_k  = (N_k + ε) / (N + K ε)                                  (Dirichlet MAP)
+        μ_kd = (a m_d + Σ_j q_jk g_jd / σ²_kd) / (a + N_k / σ²_kd)      (MAP / MM step)
+        σ²_kd = max(Σ_j q_jk (g_jd − μ_kd)² / N_k, floor)
+
+    ``learn_mixing=False`` / ``learn_variance=False`` hold π / σ² at λ⁰'s values.
+
+    ``prune_mass = c > 0`` turns on ARD *inside* the loop (a sparse Dirichlet MAP in the manner of
+    Figueiredo & Jain): π_k ∝ max(N_k − c N, 0), so a slot explaining less than a fraction c of
+    the observations is annihilated (π_k = 0) and stays so; of two slots splitting one object,
+    the smaller loses mass each step until it dies. This step maximises a penalised objective,
+    not the surrogate ELBO, so the monotonicity guarantee holds for ``prune_mass = 0`` only.
+    Pruning starts after ``prune_after`` plain EM steps (default: half of them), once the slots
+    have settled; pruning from λ⁰ kills slots before they reach their objects.
+    """
+
+    name = "psa-em"
+
+    def __init__(self, backward: str = "full", learn_mixing: bool = True, learn_variance: bool = True,
+                 var_floor: float = 1e-3, prune_mass: float = 0.0, prune_after: int | None = None, **kw):
+        super().__init__(backward=backward, **kw)
+        if not 0 <= prune_mass < 1:
+            raise ValueError(f"prune_mass is a fraction of the observations in [0, 1), got {prune_mass}")
+        self.learn_mixing, self.learn_variance, self.var_floor = learn_mixing, learn_variance, float(var_floor)
+        self.prune_mass, self.prune_after = float(prune_mass), prune_after
+
+    def solve(self, problem: InnerProblem, steps: int) -> InnerResult:
+        warm_steps = steps // 2 if self.prune_after is None else min(self.prune_after, steps - 1)
+        if self.prune_mass == 0 or warm_steps < 1:
+            return super().solve(problem, steps)
+        plain = copy.copy(self)
+        plain.prune_mass = 0.0
+        warm = FixedPointSolver.solve(plain, problem, warm_steps)
+        out = super().solve(dataclasses.replace(problem, lam0=warm.lam), steps - warm_steps)
+        out.trace["surrogate_elbo"] = warm.trace["surrogate_elbo"] + out.trace["surrogate_elbo"]
+        out.trace["steps"] += warm.trace["steps"]
+        return out
+
+    def check(self, problem: InnerProblem) -> None:
+        why = []
+        if not isinstance(problem.potential, PSAPotential):
+            why.append(f"potential {type(problem.potential).__name__} is not a PSAPotential (λ = (μ, log σ², log π))")
+        if not problem.prior.conjugate:
+            why.append(f"prior {type(problem.prior).__name__} has no quadratic minorizer")
+        if why:
+            raise IncompatibleSolverError(self.name, "; ".join(why))
+
+    def posterior(self, problem: InnerProblem, lam: Tensor) -> Tensor:
+        logits = problem.potential.logits(problem.g, lam) + problem.log_pz(lam).unsqueeze(1)
+        return masked_softmax(logits, problem.mask)
+
+    def update(self, problem: InnerProblem, lam: Tensor) -> Tensor:
+        s, g = unpack(lam), problem.g
+        q = self.posterior(problem, lam)
+        nk = q.sum(1)  # [B, K]
+        s1 = q.transpose(1, 2) @ g  # Σ_j q_jk g_j, [B, K, D]
+        tiny = torch.finfo(lam.dtype).tiny
+        has_data = (nk > 1e-8).unsqueeze(-1)
+
+        log_pi = s.log_pi
+        if self.learn_mixing:
+            eps = max(getattr(problem.prior, "dirichlet", 0.0), 1e-12)
+            n = problem.mask.sum(1, keepdim=True).to(lam.dtype)
+            if self.prune_mass > 0:
+                kept = (nk - self.prune_mass * n).clamp_min(0)
+                top = torch.zeros_like(kept).scatter_(-1, nk.argmax(-1, keepdim=True), 1.0)
+                kept = torch.where(kept.sum(-1, keepdim=True) > 0, kept, top * nk)  # never prune every slot
+                log_pi = torch.log(kept / kept.sum(-1, keepdim=True)).clamp_min(DEAD)
+            else:
+                log_pi = torch.log(nk + eps) - torch.log(n + eps * nk.shape[1])
+
+        a, m = problem.prior.minorizer(lam)
+        prec = torch.exp(-s.log_var)
+        num = a.unsqueeze(-1) * m + prec * s1
+        den = a.unsqueeze(-1) + prec * nk.unsqueeze(-1)
+        mu = torch.where(den > 0, num / den.clamp_min(tiny), s.mu)
+
+        log_var = s.log_var
+        if self.learn_variance:
+            s2 = q.transpose(1, 2) @ (g**2)
+            var = (s2 - 2 * mu * s1 + nk.unsqueeze(-1) * mu**2) / nk.clamp_min(tiny).unsqueeze(-1)
+            log_var = torch.where(has_data, var.clamp_min(self.var_floor).log(), s.log_var)
+        return pack(mu, log_var, log_pi)
+
+
+def active_slots(lam: Tensor, tau: float = 0.05) -> Tensor:
+    """ARD: slots whose mixing weight π_k ≥ τ, ``[B, K]`` bool (at least the heaviest slot)."""
+    pi = unpack(lam).pi
+    keep = pi >= tau
+    top = torch.zeros_like(keep).scatter_(-1, pi.argmax(-1, keepdim=True), True)
+    return keep | top
+
+
+class AggregatePosterior(nn.Module):
+    """The aggregate of the local GMMs over a training set, q(μ) = (1/M) Σ_i Σ_k π_ik N(μ_ik, σ²_ik).
+
+    It is the mixture prior that makes slots identifiable; :meth:`sample` draws new slot sets.
+    """
+
+    def __init__(self, mu: Tensor, var: Tensor, pi: Tensor):
+        super().__init__()
+        if mu.dim() != 3 or var.shape != mu.shape or pi.shape != mu.shape[:2]:
+            raise ValueError(f"AggregatePosterior expects mu, var [M, K, D] and pi [M, K], got "
+                             f"{tuple(mu.shape)}, {tuple(var.shape)}, {tuple(pi.shape)}")
+        self.register_buffer("mu", mu.detach().reshape(-1, mu.shape[-1]))
+        self.register_buffer("var", var.detach().reshape(-1, mu.shape[-1]))
+        self.register_buffer("weight", (pi.detach() / pi.shape[0]).reshape(-1))
+
+    @classmethod
+    def from_lambdas(cls, lam: Tensor, tau: float = 0.0) -> "AggregatePosterior":
+        """From packed PSA λ ``[M, K, 2D + 1]``; slots pruned by ARD (π < τ) are left out."""
+        s = unpack(lam)
+        pi = s.pi * active_slots(lam, tau) if tau > 0 else s.pi
+        return cls(s.mu, s.var, pi)
+
+    def log_prob(self, mu: Tensor) -> Tensor:
+        """log q(μ) for points ``[..., D]``."""
+        lp = diag_gaussian_logits(mu.reshape(1, -1, mu.shape[-1]), self.mu.unsqueeze(0), self.var.log().unsqueeze(0))
+        return torch.logsumexp(lp[0] + self.weight.clamp_min(1e-30).log(), -1).reshape(mu.shape[:-1])
+
+    def sample(self, num_sets: int, num_slots: int, generator: torch.Generator | None = None,
+               return_var: bool = False):
+        """``[num_sets, num_slots, D]`` slot means, each drawn from the aggregate mixture (with the
+        drawn components' variances ``[num_sets, num_slots, D]`` when ``return_var``)."""
+        idx = torch.multinomial(self.weight.cpu(), num_sets * num_slots, replacement=True, generator=generator)
+        eps = torch.randn(num_sets * num_slots, self.mu.shape[-1], generator=generator, dtype=self.mu.dtype)
+        idx = idx.to(self.mu.device)
+        mu = (self.mu[idx] + self.var[idx].sqrt() * eps.to(self.mu.device)).reshape(num_sets, num_slots, -1)
+        return (mu, self.var[idx].reshape(mu.shape)) if return_var else mu

@@ -1,0 +1,216 @@
+"""Probabilistic Slot Attention components: EM monotonicity, reduction to Proposition 1, ARD, SMCC."""
+from __future__ import annotations
+
+import math
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+from mpmkit import CoordinateAscent, EuclideanPotential, FlatPrior, GaussianPrior, GMMPrior, InnerProblem, MPM
+from mpmkit.errors import IncompatibleSolverError
+from mpmkit.likelihoods import MixtureLikelihood
+from mpmkit.metrics import smcc
+from mpmkit.model import surrogate_elbo
+from mpmkit.psa import (PSAEM, AggregatePosterior, PSAPotential, PSAPrior, active_slots, diag_gaussian_logits, pack,
+                        unpack)
+
+
+def problem(seed, B, N, K, D, scale, base="gmm", dtype=torch.float64, lam_spread=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(B, N, D, generator=gen, dtype=dtype) * scale
+    mask = torch.rand(B, N, generator=gen) > 0.3
+    mask[:, 0] = True
+    base_prior = {"flat": FlatPrior, "gaussian": lambda: GaussianPrior(D, scale=2.0),
+                  "gmm": lambda: GMMPrior(3, D, init_scale=scale)}[base]()
+    prior = PSAPrior(base_prior).to(dtype)
+    mu = torch.randn(B, K, D, generator=gen, dtype=dtype) * scale
+    log_var = torch.randn(B, K, D, generator=gen, dtype=dtype) * lam_spread
+    log_pi = torch.log_softmax(torch.randn(B, K, generator=gen, dtype=dtype), -1)
+    potential = PSAPotential()
+    return InnerProblem(g=g, mask=mask, prior=prior, potential=potential, lam0=pack(mu, log_var, log_pi),
+                        log_pz=potential.log_mixing)
+
+
+def elbo(p, lam, q):
+    return surrogate_elbo(p.g, p.mask, lam, q, p.prior, p.potential, p.log_pz)
+
+
+def test_diag_gaussian_logits_match_the_density():
+    gen = torch.Generator().manual_seed(0)
+    g, mu = torch.randn(2, 7, 3, generator=gen, dtype=torch.float64), torch.randn(2, 4, 3, generator=gen, dtype=torch.float64)
+    log_var = torch.randn(2, 4, 3, generator=gen, dtype=torch.float64)
+    ref = torch.distributions.Normal(mu.unsqueeze(1), (0.5 * log_var).exp().unsqueeze(1)).log_prob(g.unsqueeze(2)).sum(-1)
+    assert torch.allclose(diag_gaussian_logits(g, mu, log_var), ref, atol=1e-10)
+
+
+def test_pack_unpack_roundtrip_and_bad_width():
+    mu, lv, lp = torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.log_softmax(torch.randn(2, 3), -1)
+    s = unpack(pack(mu, lv, lp))
+    assert torch.equal(s.mu, mu) and torch.equal(s.log_var, lv) and torch.allclose(s.log_pi, lp)
+    with pytest.raises(ValueError, match="2D \\+ 1"):
+        unpack(torch.randn(2, 3, 4))
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), B=st.integers(1, 3), N=st.integers(1, 30), K=st.integers(1, 5),
+       D=st.integers(1, 4), scale=st.sampled_from([0.3, 1.0, 10.0]), base=st.sampled_from(["flat", "gaussian", "gmm"]),
+       learn=st.sampled_from([(True, True), (True, False), (False, True), (False, False)]))
+def test_em_never_lowers_the_surrogate_elbo(seed, B, N, K, D, scale, base, learn):
+    p = problem(seed, B, N, K, D, scale, base)
+    em = PSAEM(learn_mixing=learn[0], learn_variance=learn[1])
+    lam = p.lam0
+    before = elbo(p, lam, em.posterior(p, lam))
+    for _ in range(5):
+        lam = em.update(p, lam)
+        after = elbo(p, lam, em.posterior(p, lam))
+        assert torch.isfinite(after).all()
+        assert (after >= before - 1e-8 * (1 + before.abs())).all(), (after - before)
+        before = after
+
+
+@pytest.mark.parametrize("base", ["flat", "gaussian", "gmm"])
+def test_uniform_weights_and_unit_variances_reduce_to_proposition_1(base):
+    p = problem(3, 3, 25, 4, 3, 2.0, base)
+    mu0 = unpack(p.lam0).mu
+    K = mu0.shape[1]
+    lam = pack(mu0, torch.zeros_like(mu0), torch.full(mu0.shape[:2], -math.log(K), dtype=mu0.dtype))
+    em = PSAEM(learn_mixing=False, learn_variance=False)
+    ca_problem = InnerProblem(g=p.g, mask=p.mask, prior=p.prior.base, potential=EuclideanPotential(), lam0=mu0,
+                              log_pz=lambda l: l.new_full(l.shape[:2], -math.log(l.shape[1])))
+    ca, mu = CoordinateAscent(), mu0
+    for _ in range(4):
+        assert torch.allclose(em.posterior(p, lam), ca.posterior(ca_problem, mu), atol=1e-12)
+        lam, mu = em.update(p, lam), ca.update(ca_problem, mu)
+        assert torch.allclose(unpack(lam).mu, mu, atol=1e-10)
+
+
+def test_em_recovers_weights_and_variances_and_ard_prunes_extra_slots():
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]], dtype=torch.float64)
+    stds = torch.tensor([[0.5, 1.5], [1.0, 0.3], [0.8, 0.8]], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    z = torch.multinomial(weights, 4000, replacement=True, generator=gen)
+    g = (centres[z] + stds[z] * torch.randn(4000, 2, generator=gen, dtype=torch.float64)).unsqueeze(0)
+    K = 6
+    mu0 = g[0, torch.randperm(4000, generator=gen)[:K]].unsqueeze(0)
+    lam0 = pack(mu0, torch.zeros_like(mu0), torch.full((1, K), -math.log(K), dtype=torch.float64))
+    pot = PSAPotential()
+    p = InnerProblem(g=g, mask=torch.ones(1, 4000, dtype=torch.bool), prior=PSAPrior(FlatPrior()), potential=pot,
+                     lam0=lam0, log_pz=pot.log_mixing)
+    lam = PSAEM().solve(p, steps=300).lam
+    keep = active_slots(lam, tau=0.05)[0]
+    s = unpack(lam)
+    # The fitted mixture explains the data as well as the truth does (within a small margin) ...
+    truth = torch.logsumexp(diag_gaussian_logits(g, centres[None], (2 * stds.log())[None]) + weights.log(), -1).mean()
+    fitted = torch.logsumexp(diag_gaussian_logits(g, s.mu, s.log_var) + s.log_pi[:, None], -1).mean()
+    assert fitted >= truth - 0.01
+    # ... and the kept slots nearest each true component carry its weight (EM may split a
+    # component over several slots; ARD prunes only slots left with almost no mass).
+    owner = ((s.mu[0][None] - centres[:, None]) ** 2).sum(-1).argmin(0)  # true component of each slot
+    for c in range(3):
+        mass = float((s.pi[0] * keep * (owner == c)).sum())
+        assert abs(mass - float(weights[c])) < 0.03, (c, mass)
+    assert float((s.pi[0] * ~keep).sum()) < 0.05 * 6
+
+
+def test_coordinate_ascent_refuses_the_psa_potential_and_psa_em_refuses_euclidean():
+    p = problem(0, 1, 5, 2, 2, 1.0)
+    with pytest.raises(IncompatibleSolverError, match="closed form"):
+        CoordinateAscent().check(p)
+    with pytest.raises(IncompatibleSolverError, match="PSAPotential"):
+        PSAEM().check(InnerProblem(g=p.g, mask=p.mask, prior=FlatPrior(), potential=EuclideanPotential(),
+                                   lam0=unpack(p.lam0).mu, log_pz=p.log_pz))
+
+
+class _DiagGaussianLikelihood(MixtureLikelihood):
+    """log N(x; μ_k, σ²_k) with λ read from the PSA layout (g_φ = identity, so ψ is the exact likelihood)."""
+
+    def log_prob(self, x, lam, mask):
+        s = unpack(lam)
+        return diag_gaussian_logits(x, s.mu, s.log_var) * mask.unsqueeze(-1)
+
+
+def test_mpm_with_psa_is_a_lower_bound_tight_at_the_em_fixed_point():
+    """With ψ equal to the likelihood, q from EM is the exact posterior: the ELBO equals log p(x | λ) + log p(λ)."""
+    torch.manual_seed(0)
+    model = MPM(prior=PSAPrior(GMMPrior(2, 2)), likelihood=_DiagGaussianLikelihood(), potential=PSAPotential(),
+                solver=PSAEM(), num_slots=3, slot_dim=2, inner_steps=20).double()
+    x = torch.randn(2, 40, 2, dtype=torch.float64) * 3
+    from mpmkit import Batch
+
+    batch = Batch(x=x, mask=torch.ones(2, 40, dtype=torch.bool))
+    inf = model.infer(batch)
+    terms = model.elbo(batch, inf)
+    s = unpack(inf.lam)
+    log_marginal = torch.logsumexp(diag_gaussian_logits(x, s.mu, s.log_var) + s.log_pi[:, None], -1).sum(1)
+    exact = log_marginal + model.prior.log_prob(inf.lam)
+    assert torch.allclose(terms.total, exact, atol=1e-8)
+    # any other q is a strict lower bound
+    other = torch.softmax(torch.randn_like(inf.q), -1)
+    from mpmkit import Inference
+
+    assert (model.elbo(batch, Inference(g=inf.g, lam=inf.lam, q=other, trace={})).total < exact).all()
+    # gradients reach η (the GMM centres) and λ⁰ through the unrolled EM
+    (-terms.total.sum()).backward()
+    assert model.prior.base.centres.grad.abs().sum() > 0 and model.lambda0.grad.abs().sum() > 0
+
+
+def test_aggregate_posterior_is_a_normalised_mixture_and_samples_from_it():
+    mu = torch.tensor([[[-3.0], [2.0]], [[0.5], [4.0]]], dtype=torch.float64)
+    var = torch.full_like(mu, 0.25)
+    pi = torch.tensor([[0.7, 0.3], [0.5, 0.5]], dtype=torch.float64)
+    agg = AggregatePosterior(mu, var, pi)
+    grid = torch.linspace(-10, 10, 20001, dtype=torch.float64).unsqueeze(-1)
+    mass = torch.trapezoid(agg.log_prob(grid).exp(), grid[:, 0])
+    assert abs(float(mass) - 1) < 1e-6
+    draws = agg.sample(20000, 1, generator=torch.Generator().manual_seed(0))[:, 0, 0]
+    assert abs(float((draws < -1).double().mean()) - 0.35) < 0.02  # weight of the component at -3
+
+
+def test_smcc_is_one_for_affinely_related_permuted_slots_and_low_for_unrelated():
+    rng = np.random.default_rng(0)
+    M, K, D, N = 60, 4, 5, 30
+    a = rng.normal(size=(M, K, D))
+    W, c = rng.normal(size=(D, 3)), rng.normal(size=3)
+    perm = np.stack([rng.permutation(K) for _ in range(M)])
+    b = np.empty((M, K, 3))
+    q_a = np.eye(K)[rng.integers(0, K, size=(M, N))]
+    q_b = np.empty_like(q_a)
+    for i in range(M):
+        b[i, perm[i]] = a[i] @ W + c  # slot k of a is slot perm[i, k] of b
+        q_b[i][:, perm[i]] = q_a[i]
+    assert smcc(a, b, q_a, q_b) > 0.999
+    assert smcc(a, rng.normal(size=(M, K, 3)), q_a, q_b) < 0.3
+    # without q, the alternating matching finds the permutation when slots start mostly aligned
+    b_mild = np.stack([(a[i] @ W + c)[np.r_[1, 0, 2:K]] if i % 5 == 0 else a[i] @ W + c for i in range(M)])
+    assert smcc(a, b_mild) > 0.999
+    with pytest.raises(ValueError, match="same M inputs"):
+        smcc(a, b[:10])
+
+
+def test_pruning_annihilates_surplus_slots_after_the_warm_up():
+    """Two well-separated clusters, four slots: plain EM keeps > 2 slots with real mass (it splits a
+    cluster); with ``prune_mass`` the surplus slots die and exactly two remain, on the clusters."""
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 1.0]], dtype=torch.float64)
+    z = torch.randint(0, 2, (300,), generator=gen)
+    g = (centres[z] + torch.randn(300, 2, generator=gen, dtype=torch.float64)).unsqueeze(0)
+    mu0 = torch.tensor([[[-6.0, 0.5], [-4.0, -0.5], [4.0, 2.0], [6.0, 0.0]]], dtype=torch.float64)
+    lam0 = pack(mu0, torch.zeros_like(mu0), torch.full((1, 4), -math.log(4), dtype=torch.float64))
+    pot = PSAPotential()
+    p = InnerProblem(g=g, mask=torch.ones(1, 300, dtype=torch.bool), prior=PSAPrior(), potential=pot, lam0=lam0,
+                     log_pz=pot.log_mixing)
+    plain = PSAEM().solve(p, 60)
+    assert int(active_slots(plain.lam, 0.05).sum()) > 2
+    pruned = PSAEM(prune_mass=0.1).solve(p, 60)
+    keep = active_slots(pruned.lam, 0.05)[0]
+    assert int(keep.sum()) == 2
+    kept_mu = unpack(pruned.lam).mu[0][keep]
+    assert torch.cdist(kept_mu, centres).min(0).values.max() < 0.3
+    q = pruned.q[0]
+    assert torch.allclose(q.sum(-1), torch.ones(300, dtype=torch.float64)) and float(q[:, ~keep].max()) < 1e-12
+    with pytest.raises(ValueError, match="prune_mass"):
+        PSAEM(prune_mass=1.5)
