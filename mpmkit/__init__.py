@@ -16,14 +16,15 @@ from .model import ELBO, MPM, Inference, entropy, surrogate_elbo
 from .plugins import registry
 from .potentials import DotProductPotential, EuclideanPotential, Potential
 from .priors import FlatPrior, GaussianPrior, GMMPrior, Prior
-from .solvers import CoordinateAscent, FixedPointSolver, GradientAscent, InnerProblem, InnerResult, SlotAttention, Solver
+from .solvers import (CoordinateAscent, FixedPointSolver, GradientAscent, InnerProblem, InnerResult, LearnedPosterior,
+                      PyroNUTS, PyroSVI, SlotAttention, Solver)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdditiveLikelihood", "Batch", "CheckpointError", "Config", "ConfigError", "CoordinateAscent",
     "DotProductPotential", "ELBO", "EuclideanPotential", "Family", "FixedPointSolver", "FlatPrior", "GMMPrior",
-    "GaussianPrior", "GradientAscent", "IncompatibleSolverError", "Inference", "InnerProblem", "InnerResult", "Likelihood", "MPM",
-    "MPMKitError", "MixtureLikelihood", "PluginError", "Potential", "Prior", "SlotAttention", "Solver", "Splits", "TrainConfig",
+    "GaussianPrior", "GradientAscent", "IncompatibleSolverError", "Inference", "InnerProblem", "InnerResult", "LearnedPosterior", "Likelihood", "MPM",
+    "MPMKitError", "MixtureLikelihood", "PluginError", "Potential", "Prior", "PyroNUTS", "PyroSVI", "SlotAttention", "Solver", "Splits", "TrainConfig",
     "UnknownNameError", "entropy", "gaussian_log_prob", "hookimpl", "pad_datasets", "registry", "surrogate_elbo",
 ]

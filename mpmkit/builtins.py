@@ -20,14 +20,25 @@ def register_potentials(register):
     register("euclidean", EuclideanPotential)
     register("dot-product", DotProductPotential)
 
+    from .psa import PSAPotential
+
+    register("psa", PSAPotential)  # log N(g; μ, diag σ²) with mixing weights π: λ = (μ, log σ², log π)
+
 
 @hookimpl
 def register_solvers(register):
-    from .solvers import CoordinateAscent, GradientAscent, SlotAttention
+    from .solvers import CoordinateAscent, GradientAscent, LearnedPosterior, PyroNUTS, PyroSVI, SlotAttention
 
     register("coordinate-ascent", CoordinateAscent)
     register("gradient", GradientAscent)
     register("slot-attention", SlotAttention)
+    register("learned-posterior", LearnedPosterior)
+    register("pyro-svi", PyroSVI)  # Pyro is imported only when a Pyro solver runs
+    register("pyro-nuts", PyroNUTS)
+
+    from .psa import PSAEM
+
+    register("psa-em", PSAEM)  # Probabilistic Slot Attention: EM for π, μ, diagonal σ² (needs the 'psa' potential)
 
 
 @hookimpl
@@ -35,3 +46,7 @@ def register_metrics(register):
     from .metrics import adjusted_rand_index
 
     register("ari", adjusted_rand_index)
+
+    from .metrics import smcc
+
+    register("smcc", smcc)  # slot identifiability across runs (PSA)

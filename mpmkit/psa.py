@@ -245,3 +245,14 @@ class AggregatePosterior(nn.Module):
         idx = idx.to(self.mu.device)
         mu = (self.mu[idx] + self.var[idx].sqrt() * eps.to(self.mu.device)).reshape(num_sets, num_slots, -1)
         return (mu, self.var[idx].reshape(mu.shape)) if return_var else mu
+
+
+def psa_problem(problem: InnerProblem) -> InnerProblem:
+    """The same data as ``problem`` posed for PSA: λ⁰ gains unit variances and uniform weights, the
+    potential becomes :class:`PSAPotential` and the prior :class:`PSAPrior` around the old one (for
+    running PSA-EM through :mod:`mpmkit.conformance` and similar harnesses)."""
+    k = problem.lam0.shape[1]
+    lam0 = pack(problem.lam0, torch.zeros_like(problem.lam0), problem.lam0.new_full(problem.lam0.shape[:2], -math.log(k)))
+    potential = PSAPotential()
+    return dataclasses.replace(problem, lam0=lam0, potential=potential, prior=PSAPrior(problem.prior),
+                               log_pz=potential.log_mixing)

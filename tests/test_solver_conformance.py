@@ -1,0 +1,62 @@
+"""Every registered solver (built-in or from a plugin) passes mpmkit's conformance suite."""
+from __future__ import annotations
+
+import pytest
+
+from mpmkit import registry
+from mpmkit.conformance import CHECKS, ConformanceError, check_solver_conformance, make_problem, run_check
+from mpmkit.psa import psa_problem
+from mpmkit.solvers import CoordinateAscent, InnerResult, Solver
+
+# Sampling/fitting budgets small enough for CI; every other option is the solver's default.
+FAST = {
+    "pyro-svi": {"num_steps": 40},
+    "pyro-nuts": {"num_samples": 8, "warmup_steps": 8, "map_steps": 20, "max_tree_depth": 3},
+}
+SOLVERS = registry("solver").names()
+# Solvers whose λ has another layout get the same data posed for them.
+PROBLEMS = {"psa-em": lambda: psa_problem(make_problem())}
+
+
+def factory(name):
+    return lambda: registry("solver").get(name)(**FAST.get(name, {}))
+
+
+def test_all_builtin_solvers_are_registered():
+    assert {"coordinate-ascent", "gradient", "slot-attention", "learned-posterior", "pyro-svi",
+            "pyro-nuts", "psa-em"} <= set(SOLVERS)
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+@pytest.mark.parametrize("name", SOLVERS)
+def test_solver_conforms(name, check):
+    run_check(check, factory(name), problem_factory=PROBLEMS.get(name, make_problem))
+
+
+def test_suite_catches_a_solver_that_reads_padding():
+    class LeakySolver(CoordinateAscent):
+        name = "leaky"
+
+        def solve(self, problem, steps):
+            res = super().solve(problem, steps)
+            return InnerResult(lam=res.lam + problem.g.mean(1, keepdim=True), q=res.q, trace=res.trace)
+
+    with pytest.raises(ConformanceError, match="'leaky' fails conformance check 'padding'"):
+        check_solver_conformance(LeakySolver, checks=["padding"])
+    assert check_solver_conformance(CoordinateAscent) == list(CHECKS)
+
+
+def test_suite_catches_bad_q_and_non_solvers():
+    class Unnormalised(CoordinateAscent):
+        name = "unnormalised"
+
+        def posterior(self, problem, lam):
+            return 2 * super().posterior(problem, lam)
+
+    with pytest.raises(ConformanceError, match="simplex"):
+        run_check("simplex", Unnormalised)
+    with pytest.raises(ConformanceError, match="not an mpmkit.Solver"):
+        run_check("shapes", object)
+    with pytest.raises(KeyError, match="available: shapes"):
+        run_check("nope", CoordinateAscent)
+    assert issubclass(Unnormalised, Solver)
