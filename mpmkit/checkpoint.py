@@ -106,17 +106,43 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         state = json.loads((path / STATE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r}: {STATE} is corrupted ({exc}); "
-                              "resume from an earlier checkpoint or start again") from exc
-    if state.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format {state.get('format')!r}, expected {FORMAT!r}")
+                              f"{_earlier(path)}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} has format {got!r}, expected {FORMAT!r}; "
+                              "it was not written by this mpmkit")
+    _refuse_pickle(path / TENSORS)
     if _sha256(path / TENSORS) != state.get("sha256"):
         raise CheckpointError(f"checkpoint {str(path)!r}: {TENSORS} does not match its recorded SHA-256 "
-                              "(truncated or corrupted); resume from an earlier checkpoint")
+                              f"(truncated or corrupted); {_earlier(path)}")
     try:
         tensors = load_file(str(path / TENSORS))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r}: cannot read tensors ({exc})") from exc
+        raise CheckpointError(f"checkpoint {str(path)!r}: cannot read tensors ({exc}); {_earlier(path)}") from exc
     return tensors, state
+
+
+def available(ckpt_dir: Path) -> list[str]:
+    """Names of the complete-looking checkpoints in ``ckpt_dir``, oldest first."""
+    return sorted(p.name for p in Path(ckpt_dir).glob("*-*")
+                  if p.is_dir() and not p.name.startswith(".") and (p / STATE).exists() and (p / TENSORS).exists())
+
+
+def _earlier(path: Path) -> str:
+    others = [n for n in available(path.parent) if n != path.name]
+    if not others:
+        return "no other checkpoint is left; start a new run with another --out"
+    return (f"other checkpoints in {str(path.parent)!r}: {', '.join(others)}; to resume from one, write "
+            f'{{"path": "{others[-1]}"}} into {str(path.parent / "latest.json")!r}')
+
+
+def clean_temporary(ckpt_dir: Path) -> None:
+    """Remove half-written ``.*.tmp-*`` leftovers of a killed writer (never a complete checkpoint)."""
+    for p in Path(ckpt_dir).glob(".*.tmp-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def resolve(ckpt_dir: Path, pointer: str = "latest") -> Path:
@@ -126,9 +152,14 @@ def resolve(ckpt_dir: Path, pointer: str = "latest") -> Path:
         raise CheckpointError(f"no {pointer} checkpoint in {str(ckpt_dir)!r} ({ptr.name} missing)")
     try:
         name = json.loads(ptr.read_text())["path"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{str(ptr)!r} is corrupted ({exc})") from exc
-    return Path(ckpt_dir) / name
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise TypeError(f"bad path {name!r}")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{str(ptr)!r} is corrupted ({exc}); {_earlier(ptr)}") from exc
+    target = Path(ckpt_dir) / name
+    if not target.is_dir():
+        raise CheckpointError(f"{str(ptr)!r} points at {name!r}, which does not exist; {_earlier(target)}")
+    return target
 
 
 def prune(ckpt_dir: Path, keep: int, protect: set[str] = frozenset()) -> None:
@@ -139,12 +170,17 @@ def prune(ckpt_dir: Path, keep: int, protect: set[str] = frozenset()) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _refuse_file(path: Path) -> None:
+def _refuse_pickle(path: Path) -> None:
+    """Raise if ``path`` starts like a pickle or a torch.save zip (it is never unpickled)."""
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head == b"PK\x03\x04":
         raise CheckpointError(f"{str(path)!r} is a pickled (torch.save) file; mpmkit never unpickles checkpoints. "
                               "Convert it with safetensors.torch.save_file in a trusted session.")
+
+
+def _refuse_file(path: Path) -> None:
+    _refuse_pickle(path)
     raise CheckpointError(f"{str(path)!r} is a file; pass an mpmkit checkpoint directory or run directory")
 
 

@@ -54,26 +54,41 @@ def plugins(as_json: bool) -> None:
 @click.option("--evaluate/--no-evaluate", "then_evaluate", default=True, help="Evaluate on the test split at the end.")
 def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: str, resume: bool,
         then_evaluate: bool) -> None:
-    """Train FAMILY with Algorithm 1 into --out."""
+    """Train FAMILY with Algorithm 1 into --out.
+
+    Data-parallel on N GPUs/processes: ``torchrun --nproc_per_node N -m mpmkit fit ...``
+    (the global batch stays batch_size; rank 0 writes metrics, checkpoints and evaluates).
+    """
+    from . import distributed
     from .config import load_file, parse_overrides
+    from .errors import ConfigError
     from .runs import config_for, evaluate_run, make_family
     from .training import Trainer
 
     try:
         values = {}
         if resume and (Path(out) / "config.json").exists():  # start from the run's own config
-            saved = json.loads((Path(out) / "config.json").read_text())
+            try:
+                saved = json.loads((Path(out) / "config.json").read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{str(Path(out) / 'config.json')!r} is corrupted ({exc}); restore it from a "
+                                  "checkpoint's state.json (key 'config')") from exc
             values = {**saved.get("train", {}), **saved.get("options", {})}
         values.update(load_file(config_file) if config_file else {})
         values.update(parse_overrides(list(overrides)))
         cfg = config_for(family, values)
-        summary = Trainer(make_family(family), cfg, out, resume=resume).fit()
-        click.echo(f"trained {family}: {summary['step']} steps, best validation loss {summary['best_val']:.4f} -> {out}")
-        if then_evaluate:
-            metrics = evaluate_run(out)
-            click.echo(json.dumps(metrics, indent=2))
+        trainer = Trainer(make_family(family), cfg, out, resume=resume)
+        summary = trainer.fit()
+        if trainer.ctx.is_main:
+            click.echo(f"trained {family}: {summary['step']} steps, best validation loss "
+                       f"{summary['best_val']:.4f} -> {out}")
+            if then_evaluate:
+                metrics = evaluate_run(out)
+                click.echo(json.dumps(metrics, indent=2))
     except (MPMKitError, FileNotFoundError) as exc:
         _fail(exc)
+    finally:
+        distributed.teardown()
 
 
 @main.command()

@@ -39,6 +39,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     progress: bool = True
     tensorboard: bool = True
+    amp: bool = False  #: bf16 autocast for g_φ and p_θ (the inner loop stays fp32); CUDA mainly, allowed on CPU
+    compile: bool = False  #: torch.compile the recognition network and the likelihood
+    check_data: bool = True  #: scan the data for NaN/Inf and empty datasets before training
 
 
 @dataclass
@@ -69,9 +72,9 @@ def load_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
     suffix = path.suffix.lower()
     try:
+        text = path.read_bytes().decode("utf-8")
         if suffix in (".yaml", ".yml"):
             import yaml
 
@@ -93,6 +96,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
     # Accept either flat keys or the sectioned form written by Config.to_dict().
     flat: dict[str, Any] = {}
     for k, v in data.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"config file {str(path)!r}: key {k!r} is not a string; write `name: value` lines")
+        if k in ("train", "options") and isinstance(v, dict) and not all(isinstance(x, str) for x in v):
+            raise ConfigError(f"config file {str(path)!r}: section {k!r} has a key that is not a string")
         if k in ("train", "options") and isinstance(v, dict):
             flat.update(v)
         elif k == "family":
@@ -206,9 +213,12 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
                 return float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"config key {key!r} must be a number, got {value!r}") from None
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"config key {key!r} is too large for a float: {value!r}") from None
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")

@@ -48,3 +48,11 @@ class PluginError(MPMKitError, RuntimeError):
 
 class CheckpointError(MPMKitError, RuntimeError):
     """A checkpoint that is missing, torn, pickled, or from another run."""
+
+
+class DataError(MPMKitError, ValueError):
+    """Training data that cannot be used as is (empty, NaN/Inf); names the dataset."""
+
+
+class DivergenceError(MPMKitError, FloatingPointError):
+    """Training produced a non-finite loss or gradient; names the step and the tensor."""
