@@ -71,11 +71,20 @@ def sample_centres(rng: np.random.Generator, num_clusters: int, r_min: float, r_
 def generate(num_datasets: int, *, seed: int = 0, num_clusters: int = 4, points: int = 100,
              points_min: int | None = None, alpha: float = 0.8, beta: float = 0.5, noise: float = 0.5,
              r_min: float = 2.5, r_max: float = 5.0, centre_jitter: float = 0.3,
-             angle_jitter: float = 0.15) -> list[SpiralDataset]:
+             angle_jitter: float = 0.15, clusters_min: int | None = None, weights: str = "uniform",
+             noise_max: float | None = None) -> list[SpiralDataset]:
     """``num_datasets`` spiral-GMM datasets, deterministic given ``seed``.
 
     Each has ``points`` observations, or N_i ~ U{points_min..points} when ``points_min`` is set.
+    The PSA variants (all off by default, leaving the random stream of the default data unchanged):
+    ``clusters_min`` draws the number of clusters K_i ~ U{clusters_min..num_clusters} (the centre
+    cluster plus K_i - 1 of the arms); ``weights="dirichlet"`` draws mixing weights π_i ~ Dir(2·1)
+    instead of uniform ones; ``noise_max`` gives each cluster its own spread ~ U(noise, noise_max).
     """
+    if weights not in ("uniform", "dirichlet"):
+        raise ValueError(f"weights must be 'uniform' or 'dirichlet', got {weights!r}")
+    if clusters_min is not None and not 1 <= clusters_min <= num_clusters:
+        raise ValueError(f"need 1 <= clusters_min <= num_clusters, got {clusters_min} and {num_clusters}")
     if num_clusters < 1:
         raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
     lo = points if points_min is None else points_min
@@ -86,8 +95,14 @@ def generate(num_datasets: int, *, seed: int = 0, num_clusters: int = 4, points:
     for _ in range(num_datasets):
         centres = sample_centres(rng, num_clusters, r_min, r_max, centre_jitter, angle_jitter)
         n = int(rng.integers(lo, points + 1))
-        labels = rng.integers(0, num_clusters, n)
-        latent = centres[labels] + rng.normal(0.0, noise, (n, 2))
+        k_i = num_clusters if clusters_min is None else int(rng.integers(clusters_min, num_clusters + 1))
+        present = np.arange(num_clusters) if k_i == num_clusters else np.r_[0, 1 + rng.permutation(num_clusters - 1)[:k_i - 1]]
+        if weights == "uniform":
+            labels = present[rng.integers(0, k_i, n)]
+        else:
+            labels = present[rng.choice(k_i, size=n, p=rng.dirichlet(np.full(k_i, 2.0)))]
+        spread = noise if noise_max is None else rng.uniform(noise, noise_max, num_clusters)[labels, None]
+        latent = centres[labels] + rng.normal(0.0, 1.0, (n, 2)) * spread
         x = spiral_map(latent, alpha, beta)
         out.append(SpiralDataset(x=x.astype(np.float32), labels=labels.astype(np.int64),
                                  latent=latent.astype(np.float32), centres=centres.astype(np.float32)))

@@ -17,6 +17,7 @@ from mpmkit.errors import ConfigError
 
 from .data import SpiralDataset, collate, generate, split
 from .model import build_mpm
+from mpmkit.psa import PSAEM, AggregatePosterior, active_slots, pack
 from .transforms import CouplingFlow, SpiralTransform
 
 
@@ -25,6 +26,7 @@ class SpiralOptions:
     """Options of the spiral-GMM family (each field is a config key)."""
 
     transform: Literal["parametric", "neural"] = "parametric"  #: T: the paper's spiral (α, β) or a coupling flow
+    local: Literal["mpm", "psa"] = "mpm"  #: per-dataset GMM: the paper's (uniform π, σ = 1) or PSA's (π, diagonal σ²)
     # -- data --------------------------------------------------------------------------------
     num_datasets: int = 600  #: M datasets in all (train + val + test)
     num_val: int = 40
@@ -38,6 +40,9 @@ class SpiralOptions:
     r_min: float = 2.5  #: arm centres have radius U(r_min, r_max) in the latent plane
     r_max: float = 5.0
     data_seed: Optional[int] = None  #: seed of the data generator (None: the run's seed)
+    clusters_min: int = 0  #: > 0: each dataset has K_i ~ U{clusters_min..num_clusters} clusters (tests ARD)
+    weights: Literal["uniform", "dirichlet"] = "uniform"  #: mixing weights of each dataset's clusters
+    noise_max: float = 0.0  #: > noise: each cluster's spread ~ U(noise, noise_max)
     # -- model -------------------------------------------------------------------------------
     num_global: int = 8  #: L, components of the global GMM prior over centres
     prior_scale: float = 1.0  #: σ of each prior component (in units of g)
@@ -53,6 +58,8 @@ class SpiralOptions:
     vae_steps: int = 1500  #: training steps of the VAE baseline (0: skip the VAE baseline)
     vae_latent: int = 2
     figure: bool = True  #: write spiral.png
+    ard_tau: float = 0.05  #: PSA: slots with π_k < τ are pruned when counting clusters
+    ard_prune: float = 0.0  #: PSA at test time: > 0 annihilates slots explaining < this fraction of a dataset
 
     def validate(self) -> None:
         if self.num_clusters < 2:
@@ -70,6 +77,10 @@ class SpiralOptions:
             raise ConfigError(f"need 0 <= r_min <= r_max, got r_min={self.r_min}, r_max={self.r_max}")
         if self.num_global < 1 or self.flow_layers < 1 or self.flow_hidden < 1:
             raise ConfigError("num_global, flow_layers and flow_hidden must be >= 1")
+        if not 0 <= self.clusters_min <= self.num_clusters:
+            raise ConfigError(f"clusters_min must be in 0..num_clusters={self.num_clusters}, got {self.clusters_min}")
+        if self.noise_max and self.noise_max < self.noise:
+            raise ConfigError(f"noise_max={self.noise_max} must be 0 (off) or >= noise={self.noise}")
 
 
 def make_datasets(o: SpiralOptions, seed: int) -> list[SpiralDataset]:
@@ -77,7 +88,8 @@ def make_datasets(o: SpiralOptions, seed: int) -> list[SpiralDataset]:
     return generate(o.num_datasets, seed=seed if o.data_seed is None else o.data_seed,
                     num_clusters=o.num_clusters, points=o.points_per_dataset,
                     points_min=o.points_min or None, alpha=o.alpha_true, beta=o.beta_true, noise=o.noise,
-                    r_min=o.r_min, r_max=o.r_max)
+                    r_min=o.r_min, r_max=o.r_max, clusters_min=o.clusters_min or None, weights=o.weights,
+                    noise_max=o.noise_max or None)
 
 
 _CACHE: dict[tuple, list[SpiralDataset]] = {}
@@ -149,34 +161,67 @@ class SpiralGMMFamily(Family):
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        model = build_mpm(self.build_transform(cfg), make_solver(cfg.solver, cfg.backward),
+        if o.local == "psa" and cfg.solver == "coordinate-ascent":
+            solver = PSAEM(backward=cfg.backward)  # Proposition 1 generalised to PSA's local GMM
+        else:
+            solver = make_solver(cfg.solver, cfg.backward)
+        model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
-                          beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale)
+                          beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local)
         model.likelihood.log_scale.requires_grad_(o.learn_scale)
         if o.slot_init == "ring":
             # T keeps radii, so the median radius of the training points (in units of g) places the arms' slots
             train, _, _ = split(_datasets(cfg), o.num_val, o.num_test)
             radius = float(np.median(np.concatenate([np.linalg.norm(d.x, axis=1) for d in train]))) / o.scale_init
             with torch.no_grad():
-                model.lambda0.copy_(ring_init(o.num_clusters, radius))
+                ring = ring_init(o.num_clusters, radius)
+                if o.local == "psa":
+                    ring = pack(ring, torch.zeros_like(ring), torch.full((o.num_clusters,), -math.log(o.num_clusters)))
+                model.lambda0.copy_(ring)
         return model
+
+    def eval_solver(self, cfg: Config):
+        """The test-time inner solver: the training one, or PSA-EM with ARD pruning when asked."""
+        o = cfg.family
+        if o.local == "psa" and o.ard_prune > 0:
+            return PSAEM(prune_mass=o.ard_prune)
+        return None
 
     @torch.no_grad()
     def infer_labels(self, model: MPM, datasets, cfg: Config, batch_size: int = 256):
         """(labels per dataset from argmax q, embeddings T̂⁻¹(x) in data units) on ``datasets``."""
         steps = cfg.family.eval_inner_steps or cfg.inner_steps
         device = next(model.parameters()).device
-        labels, latents = [], []
+        labels, latents, self.last_lambdas = [], [], []
         for i in range(0, len(datasets), batch_size):
             chunk = datasets[i:i + batch_size]
             batch = collate(chunk).to(device)
-            inf = model.infer(batch, steps=steps)
+            inf = model.infer(batch, steps=steps, solver=self.eval_solver(cfg))
             pred = inf.q.argmax(-1).cpu().numpy()
             u = (inf.g * model.likelihood.scale).cpu().numpy()
+            self.last_lambdas.append(inf.lam.cpu())
             for j, d in enumerate(chunk):
                 labels.append(pred[j, :len(d)])
                 latents.append(u[j, :len(d)])
         return labels, latents
+
+    @torch.no_grad()
+    def sample_figure(self, model: MPM, splits: Splits, cfg: Config, path: Path, num: int = 5) -> Path:
+        """Fit the aggregate posterior on the training datasets' λ, draw slot sets from it and push
+        points through the learned T: new datasets from the learned generative model."""
+        from .plot import psa_samples_figure
+
+        self.infer_labels(model, list(splits.train), cfg)
+        agg = AggregatePosterior.from_lambdas(torch.cat(self.last_lambdas), tau=cfg.family.ard_tau)
+        gen = torch.Generator().manual_seed(cfg.train.seed)
+        k, n = cfg.family.num_clusters, cfg.family.points_per_dataset
+        mu, var = agg.sample(num, k, generator=gen, return_var=True)
+        z = torch.randint(0, k, (num, n), generator=gen)
+        g = mu.gather(1, z[..., None].expand(-1, -1, 2)) + var.gather(1, z[..., None].expand(-1, -1, 2)).sqrt() * \
+            torch.randn(num, n, 2, generator=gen, dtype=mu.dtype)
+        lik = model.likelihood
+        x = lik.transform.forward((g * lik.scale).reshape(-1, 2)).reshape(num, n, 2).cpu().numpy()
+        return psa_samples_figure(path, list(splits.test)[:num], list(x), list(z.numpy()))
 
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
         from mpmkit.metrics import adjusted_rand_index
@@ -221,6 +266,13 @@ class SpiralGMMFamily(Family):
             "num_test_datasets": len(test),
             "eval_inner_steps": o.eval_inner_steps or cfg.inner_steps,
         }
+        if o.local == "psa":
+            active = active_slots(torch.cat(self.last_lambdas), o.ard_tau).sum(-1).numpy()
+            truth = np.array([len(np.unique(d.labels)) for d in test])
+            metrics.update({"local": "psa", "ard_tau": o.ard_tau, "ard_prune": o.ard_prune,
+                            "ard_count_accuracy": float(np.mean(active == truth)),
+                            "ard_count_mae": float(np.mean(np.abs(active - truth))),
+                            "ard_mean_active": float(active.mean()), "true_mean_clusters": float(truth.mean())})
         if o.figure:
             from .plot import spiral_figure
 
@@ -230,5 +282,7 @@ class SpiralGMMFamily(Family):
                           alpha_true=o.alpha_true, beta_true=o.beta_true, alpha_fit=alpha_eff, beta_fit=beta_eff,
                           metrics=metrics)
             metrics["figure"] = str(out_dir / "spiral.png")
+            if o.local == "psa":
+                metrics["psa_samples_figure"] = str(self.sample_figure(model, splits, cfg, out_dir / "psa_samples.png"))
         metrics["eval_seconds"] = time.perf_counter() - t0
         return metrics

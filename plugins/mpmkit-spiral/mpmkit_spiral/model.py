@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mpmkit import EuclideanPotential, GMMPrior, MixtureLikelihood, MPM, gaussian_log_prob
+from mpmkit.psa import PSAPotential, PSAPrior, diag_gaussian_logits, unpack
 from mpmkit.solvers import Solver
 
 from .transforms import Transform
@@ -43,7 +44,11 @@ class SpiralLikelihood(MixtureLikelihood):
 
     def log_prob(self, x: Tensor, lam: Tensor, mask: Tensor) -> Tensor:
         g, log_det = self.embed(x)
-        ll = gaussian_log_prob(g.unsqueeze(2), lam.unsqueeze(1)) + log_det.unsqueeze(-1)  # [B, N, K]
+        if lam.shape[-1] == 2 * g.shape[-1] + 1:  # PSA layout (μ, log σ², log π): per-cluster diagonal variances
+            s = unpack(lam)
+            ll = diag_gaussian_logits(g, s.mu, s.log_var) + log_det.unsqueeze(-1)
+        else:
+            ll = gaussian_log_prob(g.unsqueeze(2), lam.unsqueeze(1)) + log_det.unsqueeze(-1)  # [B, N, K]
         return torch.where(mask.unsqueeze(-1), ll, torch.zeros_like(ll))  # padding contributes exactly 0
 
 
@@ -60,9 +65,21 @@ class TiedRecognition(nn.Module):
 
 def build_mpm(transform: Transform, solver: Solver, *, num_clusters: int, num_global: int, inner_steps: int,
               beta: float = 1.0, scale: float = 1.0, prior_scale: float = 1.0, prior_init: float = 3.0,
-              slot_init: float = 3.0) -> MPM:
-    """The spiral-GMM MPM: K = ``num_clusters`` slots in R², GMM prior with L = ``num_global`` centres."""
+              slot_init: float = 3.0, local: str = "mpm") -> MPM:
+    """The spiral-GMM MPM: K = ``num_clusters`` slots in R², GMM prior with L = ``num_global`` centres.
+
+    ``local="psa"`` gives each dataset's GMM its own mixing weights and diagonal variances
+    (Probabilistic Slot Attention): ψ = log N(g; μ_k, σ²_k), p(z = k | λ) = π_k, and the global GMM
+    prior on the means (the MAP variant). ψ is then again the exact log-likelihood up to a term
+    constant in k, so the EM posterior is exact given Λ.
+    """
     lik = SpiralLikelihood(transform, scale=scale)
-    return MPM(prior=GMMPrior(num_global, 2, scale=prior_scale, init_scale=prior_init), likelihood=lik,
-               potential=EuclideanPotential(TiedRecognition(lik)), solver=solver, num_slots=num_clusters,
+    gmm = GMMPrior(num_global, 2, scale=prior_scale, init_scale=prior_init)
+    if local == "psa":
+        prior, potential = PSAPrior(gmm), PSAPotential(TiedRecognition(lik))
+    elif local == "mpm":
+        prior, potential = gmm, EuclideanPotential(TiedRecognition(lik))
+    else:
+        raise ValueError(f"local must be 'mpm' or 'psa', got {local!r}")
+    return MPM(prior=prior, likelihood=lik, potential=potential, solver=solver, num_slots=num_clusters,
                slot_dim=2, inner_steps=inner_steps, beta=beta, init_scale=slot_init)

@@ -74,3 +74,23 @@ def spiral_figure(path: str | Path, test: Sequence[SpiralDataset], mpm: Sequence
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def psa_samples_figure(path: str | Path, real: Sequence[SpiralDataset], sampled: Sequence[np.ndarray],
+                       sampled_labels: Sequence[np.ndarray]) -> Path:
+    """Real test datasets (top row) next to new datasets generated from the aggregate posterior (bottom row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(real), len(sampled))
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6), squeeze=False)
+    for i in range(n):
+        _scatter(axes[0, i], real[i].x, real[i].labels, f"test dataset {i}")
+        _scatter(axes[1, i], sampled[i], sampled_labels[i], f"sampled {i}")
+    fig.suptitle("PSA: new datasets decoded from slots drawn from the aggregate posterior", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
