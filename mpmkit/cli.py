@@ -94,12 +94,15 @@ def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: s
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--checkpoint", "which", type=click.Choice(["best", "latest"]), default="best")
-def evaluate(run_dir: str, which: str) -> None:
-    """Evaluate RUN_DIR on its test split; write RUN_DIR/metrics.json."""
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="evaluate with these keys changed, e.g. --set solver=pyro-nuts (the weights must still fit)")
+def evaluate(run_dir: str, which: str, overrides: tuple[str, ...]) -> None:
+    """Evaluate RUN_DIR on its test split; write RUN_DIR/metrics.json (metrics-KEY=VALUE.json with --set)."""
+    from .config import parse_overrides
     from .runs import evaluate_run
 
     try:
-        metrics = evaluate_run(run_dir, which)
+        metrics = evaluate_run(run_dir, which, overrides=parse_overrides(list(overrides)))
     except (MPMKitError, FileNotFoundError) as exc:
         _fail(exc)
     click.echo(json.dumps(metrics, indent=2))

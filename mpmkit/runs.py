@@ -34,15 +34,20 @@ def config_for(family_name: str, values: dict[str, Any]) -> Config:
     return build_config(family_name, fam_cls.options, values, fam_cls.defaults)
 
 
-def open_run(run_dir: str | Path, which: str = "best", device: str | None = None) -> Run:
-    """Rebuild the family, data and model of ``run_dir`` and load the ``best`` (or ``latest``) weights."""
+def open_run(run_dir: str | Path, which: str = "best", device: str | None = None,
+             overrides: dict[str, Any] | None = None) -> Run:
+    """Rebuild the family, data and model of ``run_dir`` and load the ``best`` (or ``latest``) weights.
+
+    ``overrides`` change config keys first (e.g. ``{"solver": "pyro-nuts"}`` to infer with another
+    backend); a change that alters the model's parameters fails when the weights are loaded.
+    """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{str(run_dir)!r} is not a run directory ({cfg_path.name} missing); "
                               "create one with `mpmkit fit FAMILY --out DIR`")
     saved = json.loads(cfg_path.read_text())
-    cfg = config_for(saved["family"], {**saved.get("train", {}), **saved.get("options", {})})
+    cfg = config_for(saved["family"], {**saved.get("train", {}), **saved.get("options", {}), **(overrides or {})})
     if device is not None:
         cfg.train.device = device
     ckpt_dir = run_dir / "checkpoints"
@@ -61,10 +66,19 @@ def open_run(run_dir: str | Path, which: str = "best", device: str | None = None
     return Run(family=family, cfg=cfg, model=model, splits=splits, checkpoint=path)
 
 
-def evaluate_run(run_dir: str | Path, which: str = "best") -> dict[str, Any]:
-    """Evaluate a run on its test split and write ``metrics.json`` into it."""
-    run = open_run(run_dir, which)
+def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate a run on its test split and write ``metrics.json`` into it.
+
+    With ``overrides`` the result goes to ``metrics-key=value[,...].json`` instead, so the
+    run's own metrics are never replaced by those of a variant.
+    """
+    run = open_run(run_dir, which, overrides=overrides)
     metrics = run.family.evaluate(run.model, run.splits, run.cfg, Path(run_dir))
     metrics = {"family": run.cfg.family_name, "checkpoint": run.checkpoint.name, **metrics}
-    ckpt.atomic_write_json(Path(run_dir) / "metrics.json", metrics)
+    name = "metrics.json"
+    if overrides:
+        metrics["overrides"] = dict(overrides)
+        tag = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        name = "metrics-" + "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in tag) + ".json"
+    ckpt.atomic_write_json(Path(run_dir) / name, metrics)
     return metrics

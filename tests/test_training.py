@@ -117,6 +117,19 @@ def test_cli_fit_then_evaluate(tmp_path, toy_host):
     assert "ari" in json.loads((out / "metrics.json").read_text())
 
 
+def test_cli_evaluate_with_another_solver_keeps_the_run_metrics(tmp_path, toy_host):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["fit", "toy", "--set", "epochs=2", "--out", str(out)]).exit_code == 0
+    before = (out / "metrics.json").read_text()
+    r = CliRunner().invoke(main, ["evaluate", str(out), "--set", "solver=gradient", "--set", "inner_steps=30"])
+    assert r.exit_code == 0, r.output
+    variant = json.loads((out / "metrics-inner_steps=30,solver=gradient.json").read_text())
+    assert variant["overrides"] == {"solver": "gradient", "inner_steps": 30} and "ari" in variant
+    assert (out / "metrics.json").read_text() == before
+    r = CliRunner().invoke(main, ["evaluate", str(out), "--set", "solver=nope"])
+    assert r.exit_code != 0 and "coordinate-ascent" in r.output  # unknown names list what exists
+
+
 def test_cli_resume_continues_from_saved_config(tmp_path, toy_host):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert CliRunner().invoke(main, ["fit", "toy", "--set", "epochs=3", "--out", str(full), "--no-evaluate"]).exit_code == 0
