@@ -1,6 +1,6 @@
 """mpmkit plugin entry point for the image (object-centric) plugin.
 
-Registers what exists so far: the Tetrominoes generator and TFRecord reader as datasets, and
+Registers the ``tetrominoes`` family, the Tetrominoes generator and TFRecord reader as datasets, and
 FG-ARI / pixel ARI as metrics. Heavy imports happen only when a component is used.
 """
 from __future__ import annotations
@@ -42,3 +42,10 @@ def register_datasets(register):
 def register_metrics(register):
     register("fg-ari", _fg_ari)
     register("pixel-ari", _pixel_ari)
+
+
+@hookimpl
+def register_families(register):
+    from .family import TetrominoesFamily
+
+    register(TetrominoesFamily.name, TetrominoesFamily)
