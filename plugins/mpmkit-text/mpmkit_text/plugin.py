@@ -1,7 +1,7 @@
 """mpmkit plugin entry point for the text (topic) plugin.
 
-Registers what exists so far: the AP corpus as a dataset and UMass / NPMI topic coherence
-as metrics. Heavy imports (transformers) happen only when a component is used.
+Registers the ``ap-topics`` family (the topic MPM of Sec. 3.2), the AP corpus as a dataset and
+UMass / NPMI topic coherence as metrics. Heavy imports (transformers) happen only when a component is used.
 """
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def _coherence(measure):
 
     metric.__name__ = measure
     return metric
+
+
+@hookimpl
+def register_families(register):
+    from .family import APTopicsFamily
+
+    register(APTopicsFamily.name, APTopicsFamily)
 
 
 @hookimpl

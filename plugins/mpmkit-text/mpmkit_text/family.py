@@ -1,0 +1,333 @@
+"""The ``ap-topics`` family: topic discovery on the AP corpus with the topic MPM (Sec. 3.2, 5.3).
+
+Data: AP documents (lda-c format, :mod:`mpmkit_text.ap`), split 1,800 / 200 / rest by seed.
+Every document is encoded once by the frozen encoder and cached on disk
+(:class:`~mpmkit_text.cache.EmbeddingCache`); training reads only the cached embeddings.
+Documents longer than the encoder limit are truncated (``window=truncate``, the paper's
+choice) or covered by sliding windows (``window=sliding``). Observations are the
+in-vocabulary words (:mod:`mpmkit_text.vocab`); a document with no observation left is
+dropped from its split (the count is reported as ``dropped_empty``).
+
+Evaluation (:meth:`APTopicsFamily.evaluate`): corpus-level topics by the paper's rule
+(:mod:`mpmkit_text.topics`), UMass / NPMI on the test documents, held-out log-perplexity,
+the LDA baseline scored by the same code, a ``topics.txt`` file and a Fig. 6-style table
+(``fig6.md``) in the run directory.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+import torch
+
+from mpmkit import Family, MPM, Splits, pad_datasets
+from mpmkit.batch import Batch
+from mpmkit.components import make_solver
+from mpmkit.config import Config
+from mpmkit.errors import ConfigError
+
+from .model import build_topic_mpm
+
+
+@dataclass
+class APTopicsOptions:
+    """Options of the ``ap-topics`` family (each field is a config key)."""
+
+    # -- data --------------------------------------------------------------------------------
+    data_path: Optional[str] = None  #: ap.txt or its directory (None: $MPMKIT_DATA_DIR, then shared/data/ap)
+    max_docs: int = 0  #: use only the first max_docs documents (0: all 2,246)
+    split_seed: Optional[int] = None  #: seed of the train/val/test permutation (None: the run's seed)
+    encoder: Optional[str] = None  #: transformers encoder path or hub name (None: packaged all-MiniLM-L6-v2)
+    max_length: int = 512  #: encoder tokens per document (incl. [CLS]/[SEP])
+    window: Literal["truncate", "sliding"] = "truncate"  #: long documents: keep the prefix, or sliding windows
+    cache_dir: Optional[str] = None  #: embedding cache (None: $MPMKIT_CACHE_DIR/embeddings or ~/.cache/mpmkit)
+    encode_batch: int = 8
+    min_count: int = 10  #: vocabulary: minimum number of training documents holding a word
+    stopwords: bool = True  #: vocabulary: drop English stop words
+    alpha_only: bool = True  #: vocabulary: alphabetic words of >= 2 letters only
+    max_df: float = 1.0  #: vocabulary: drop words in more than this fraction of training documents
+    # -- model -------------------------------------------------------------------------------
+    num_topics: int = 5  #: K local topics per document
+    num_global: int = 100  #: L global topic clusters (GMM components)
+    slot_dim: int = 128  #: D, size of a topic embedding μ_ik
+    hidden: int = 256  #: width of f_θ's 3-layer MLP
+    position_buckets: int = 8  #: learned positional encodings s (max_length: one per position, as the paper)
+    prior_scale: float = 1.0  #: σ of each GMM component
+    prior_init: Literal["data", "random"] = "data"  #: ν: random topic embeddings of the untrained model, or N(0, I)
+    prior_update: Literal["em", "gradient"] = "em"  #: ν by online EM with dead-centre restarts, or by Adam
+    prior_decay: float = 0.99  #: online EM: decay of the running statistics (unused centres restart after ~log(0.01)/log(decay) steps)
+    # -- evaluation ----------------------------------------------------------------------------
+    top_n: int = 10  #: words per corpus-level topic
+    eval_inner_steps: int = 0  #: inner steps at test time (0: the training inner_steps)
+    lda: bool = True  #: fit the LDA baseline in evaluate()
+    lda_topics: int = 0  #: LDA topics (0: as many as MPM's used clusters)
+    lda_iter: int = 50
+    example_doc: int = 0  #: test document shown in fig6.md
+
+    def validate(self) -> None:
+        for key in ("max_docs", "min_count", "num_topics", "num_global", "slot_dim", "hidden", "position_buckets",
+                    "top_n", "lda_iter", "encode_batch", "max_length"):
+            if getattr(self, key) < (0 if key == "max_docs" else 1):
+                raise ConfigError(f"config key {key!r} must be >= {0 if key == 'max_docs' else 1}, "
+                                  f"got {getattr(self, key)}")
+        if self.position_buckets > self.max_length:
+            raise ConfigError(f"position_buckets ({self.position_buckets}) cannot exceed max_length ({self.max_length})")
+        if self.prior_scale <= 0 or not 0 < self.max_df <= 1 or not 0 < self.prior_decay < 1:
+            raise ConfigError("need prior_scale > 0, 0 < max_df <= 1 and 0 < prior_decay < 1")
+
+
+@dataclass
+class TopicDocument:
+    """One document as a dataset: its observations and where they come from."""
+
+    index: int  #: position in the corpus
+    docno: str
+    words: list[str]  #: observation words (lower-cased), in order
+    ids: torch.Tensor  #: vocabulary ids, int64 [n]
+    pos: torch.Tensor  #: word positions in the document, int64 [n]
+    emb: torch.Tensor  #: frozen encoder embeddings, float16 [n, H] (float16 halves the memory)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def collate(docs: list[TopicDocument]) -> Batch:
+    """Pad documents to a batch; ``x = {emb, ids, pos}`` plus a mask."""
+    if not docs:
+        raise ValueError("collate got no documents")
+    emb, mask = pad_datasets([d.emb for d in docs])
+    ids, _ = pad_datasets([d.ids for d in docs])
+    pos, _ = pad_datasets([d.pos for d in docs])
+    return Batch(x={"emb": emb, "ids": ids, "pos": pos}, mask=mask,
+                 extras={"index": torch.tensor([d.index for d in docs])})
+
+
+@dataclass
+class Corpus:
+    """Everything the family derives from the raw corpus for one config."""
+
+    documents: list  #: raw :class:`~mpmkit_text.ap.Document` objects
+    vocab: Any  #: :class:`~mpmkit_text.vocab.Vocabulary`
+    train: list[TopicDocument]
+    val: list[TopicDocument]
+    test: list[TopicDocument]
+    encoder_dim: int
+    dropped_empty: int
+    encode_seconds: float
+
+
+_DATA_KEYS = ("data_path", "max_docs", "split_seed", "encoder", "max_length", "window", "cache_dir", "min_count",
+              "stopwords", "alpha_only", "max_df")
+_MEMO: dict[tuple, Corpus] = {}
+
+
+def load_corpus(cfg: Config) -> Corpus:
+    """Read, split, encode (through the cache) and tokenise the corpus; memoised per config."""
+    o = cfg.family
+    seed = cfg.train.seed if o.split_seed is None else o.split_seed
+    key = tuple(getattr(o, k) for k in _DATA_KEYS) + (seed,)
+    if key not in _MEMO:
+        _MEMO.clear()
+        _MEMO[key] = _build_corpus(o, seed)
+    return _MEMO[key]
+
+
+def _build_corpus(o: APTopicsOptions, seed: int) -> Corpus:
+    from .ap import read_ap, split_documents
+    from .cache import EmbeddingCache
+    from .encoder import WordEncoder
+    from .vocab import build_vocabulary
+
+    docs = read_ap(o.data_path)
+    if o.max_docs:
+        docs = docs[: o.max_docs]
+    parts = split_documents(len(docs), seed)
+    t0 = time.perf_counter()
+    encoder = WordEncoder(o.encoder, max_length=o.max_length, window=o.window)
+    encoded = EmbeddingCache(o.cache_dir).get_or_compute(encoder, docs, batch_size=o.encode_batch)
+    encode_seconds = time.perf_counter() - t0
+    vocab = build_vocabulary([encoded[i].words for i in parts[0]], o.min_count, o.stopwords, o.alpha_only, o.max_df)
+    dropped = 0
+    splits = []
+    for part in parts:
+        items = []
+        for i in part:
+            enc = encoded[int(i)]
+            keep, ids = vocab.lookup(enc.words)
+            if not keep:
+                dropped += 1
+                continue
+            items.append(TopicDocument(
+                index=int(i), docno=docs[int(i)].docno, words=[enc.words[j].lower() for j in keep],
+                ids=torch.as_tensor(ids, dtype=torch.int64), pos=torch.as_tensor(enc.positions[keep], dtype=torch.int64),
+                emb=torch.from_numpy(enc.embeddings[keep]).to(torch.float16)))
+        splits.append(items)
+    return Corpus(docs, vocab, *splits, encoder_dim=encoder.hidden_size, dropped_empty=dropped,
+                  encode_seconds=encode_seconds)
+
+
+def reference_tokens(text: str) -> list[str]:
+    """A reference document for coherence: its lower-cased words (full text, not truncated)."""
+    from .words import split_words
+
+    return [w.lower() for w in split_words(text)]
+
+
+class APTopicsFamily(Family):
+    """Topic MPM on AP: frozen-encoder word embeddings, K local topics, global GMM over topics."""
+
+    name = "ap-topics"
+    description = "Sequential text modeling on AP (Sec. 3.2, 5.3): topics with UMass/NPMI, LDA baseline"
+    options = APTopicsOptions
+    defaults = {"epochs": 15, "batch_size": 16, "lr": 1e-3, "lr_milestones": [10], "lr_gamma": 0.5, "beta": 0.1,
+                "inner_steps": 3, "log_every": 20, "grad_clip": 1.0}
+
+    def build_data(self, cfg: Config) -> Splits:
+        c = load_corpus(cfg)
+        return Splits(train=c.train, val=c.val, test=c.test, collate=collate)
+
+    def build_model(self, cfg: Config) -> MPM:
+        o, c = cfg.family, load_corpus(cfg)
+        model = build_topic_mpm(make_solver(cfg.solver, cfg.backward), vocab_size=len(c.vocab),
+                                encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
+                                slot_dim=o.slot_dim, hidden=o.hidden, position_buckets=o.position_buckets,
+                                max_positions=o.max_length, inner_steps=cfg.inner_steps, beta=cfg.beta,
+                                prior_scale=o.prior_scale, prior_update=o.prior_update,
+                                prior_decay=o.prior_decay)
+        if o.prior_init == "data":
+            init_centres(model, c.train, o.num_global)
+        return model
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def infer(self, model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int = 32) -> dict[str, Any]:
+        """Per document: argmax local topic per word, global cluster per local topic, log-likelihoods."""
+        steps = cfg.family.eval_inner_steps or cfg.inner_steps
+        device = next(model.parameters()).device
+        local, cluster, ll_sum, elbo_sum, n = [], [], 0.0, 0.0, 0
+        for lo in range(0, len(docs), batch_size):
+            chunk = docs[lo: lo + batch_size]
+            batch = collate(chunk).to(device)
+            inf = model.infer(batch, steps=steps)
+            ll = model.likelihood.log_prob(batch.x, inf.lam, batch.mask)  # [B, N, K]
+            mix = torch.logsumexp(ll + model.log_pz(inf.lam).unsqueeze(1), -1)  # log Σ_k p(z=k) p(x|k, λ)
+            ll_sum += float((mix * batch.mask).sum())
+            elbo_sum += float(model.elbo(batch, inf, beta=1.0).total.sum())
+            n += int(batch.mask.sum())
+            k = inf.q.argmax(-1).cpu().numpy()
+            r = model.prior.responsibilities(inf.lam).argmax(-1).cpu().numpy()  # [B, K]
+            for b, d in enumerate(chunk):
+                local.append(k[b, : len(d)])
+                cluster.append(r[b])
+        return {"local": local, "cluster": cluster, "log_perplexity": -ll_sum / max(n, 1),
+                "neg_elbo_per_word": -elbo_sum / max(n, 1), "n_words": n}
+
+    def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
+        from .coherence import tfidf_topics
+        from .topics import lda_topics, pool_words, score_topics
+
+        t0 = time.perf_counter()
+        o, c, seed = cfg.family, load_corpus(cfg), cfg.train.seed
+        test = list(splits.test)
+        model.eval()
+        res = self.infer(model, test, cfg)
+        words = [d.words for d in test]
+        pooled, contributors = pool_words(words, res["local"], res["cluster"])
+        topics = tfidf_topics(pooled, o.top_n)
+        reference = [reference_tokens(c.documents[d.index].text) for d in test]
+        mpm = score_topics(topics, reference)
+        per_topic = dict(zip(topics, zip(mpm.pop("umass_per_topic"), mpm.pop("npmi_per_topic"))))
+        n_docs = [len(contributors[t]) for t in topics]
+        metrics: dict[str, Any] = {
+            **{f"mpm_{k}": v for k, v in mpm.items()},
+            "mpm_log_perplexity": res["log_perplexity"],
+            "mpm_neg_elbo_per_word": res["neg_elbo_per_word"],
+            "mpm_docs_per_topic_median": float(np.median(n_docs)) if n_docs else float("nan"),
+            "num_test_docs": len(test), "num_test_words": res["n_words"], "vocab_size": len(c.vocab),
+            "dropped_empty": c.dropped_empty, "num_global": o.num_global, "num_topics": o.num_topics,
+        }
+        lda = None
+        if o.lda:
+            n_lda = o.lda_topics or max(len(topics), 2)
+            lda = lda_topics([d.ids.tolist() for d in splits.train], [d.ids.tolist() for d in test], c.vocab.words,
+                             n_lda, seed, o.lda_iter, o.top_n)
+            for name, tl in (("lda", lda["topics"]), ("lda_tfidf", lda["topics_tfidf"])):
+                s = score_topics(tl, reference)
+                s.pop("umass_per_topic"), s.pop("npmi_per_topic")
+                metrics.update({f"{name}_{k}": v for k, v in s.items()})
+            metrics["lda_log_perplexity"] = lda["log_perplexity"]
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_topics(out_dir / "topics.txt", topics, per_topic, contributors, lda)
+        example = min(max(o.example_doc, 0), len(test) - 1)
+        (out_dir / "fig6.md").write_text(fig6_table(c.documents[test[example].index], test[example],
+                                                    res["local"][example], res["cluster"][example], topics, contributors))
+        metrics["topics_file"] = str(out_dir / "topics.txt")
+        metrics["fig6_file"] = str(out_dir / "fig6.md")
+        metrics["eval_seconds"] = time.perf_counter() - t0
+        return metrics
+
+
+@torch.no_grad()
+def init_centres(model: MPM, train: list[TopicDocument], num_global: int, max_docs: int = 256) -> None:
+    """ν ← random distinct topic embeddings μ_ik that the untrained model infers on training documents."""
+    if not train:
+        return
+    pick = torch.randperm(len(train))[:max_docs].tolist()  # the global RNG, seeded by the trainer
+    lam = torch.cat([model.infer(collate([train[i] for i in pick[lo: lo + 64]])).lam.reshape(-1, model.lambda0.shape[1])
+                     for lo in range(0, len(pick), 64)])
+    idx = torch.randperm(lam.shape[0])
+    if lam.shape[0] < num_global:
+        idx = idx[torch.randint(lam.shape[0], (num_global,))]
+    centres = lam[idx[:num_global]]
+    centres = centres + 0.01 * torch.randn_like(centres)
+    if hasattr(model.prior, "reset"):
+        model.prior.reset(centres)
+    else:
+        model.prior.centres.copy_(centres)
+
+
+def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, lda: dict | None) -> None:
+    """One line per corpus-level topic: cluster, test documents pooled, UMass, NPMI, top words."""
+    lines = ["# MPM corpus-level topics (global cluster: #test docs pooled, UMass, NPMI: top words by tf-idf)"]
+    for t, ws in topics.items():
+        u, n = per_topic.get(t, (math.nan, math.nan))
+        lines.append(f"{t}\t{len(contributors[t])}\t{u:.3f}\t{n:.3f}\t{' '.join(ws)}")
+    if lda is not None:
+        lines.append("# LDA topics (top words of each topic-word distribution)")
+        lines += [f"lda{t}\t{' '.join(ws)}" for t, ws in lda["topics"].items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def fig6_table(doc, item: TopicDocument, local, cluster, topics: dict, contributors: dict, top: int = 5,
+               columns: int = 5, excerpt_words: int = 40) -> str:
+    """Fig. 6: (a) the start of a test article, (b) its document-level topics, (c) corpus topics.
+
+    Document-level topic k lists its most frequent words in this article; corpus topics are
+    the ``columns`` clusters pooled from the most test documents, top ``top`` words each.
+    """
+    from collections import Counter
+
+    excerpt = " ".join(doc.text.split()[:excerpt_words])
+    counts = {k: Counter() for k in range(len(cluster))}
+    for w, k in zip(item.words, local):
+        counts[int(k)][w] += 1
+    used = [k for k in counts if counts[k]]
+    cols = [[w for w, _ in counts[k].most_common(top)] for k in used]
+    heads = [f"k={k} (cluster {int(cluster[k])})" for k in used]
+    corpus = sorted(topics, key=lambda t: -len(contributors[t]))[:columns]
+
+    def table(heads, cols):
+        rows = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        for r in range(max((len(c) for c in cols), default=0)):
+            rows.append("| " + " | ".join(c[r] if r < len(c) else "" for c in cols) + " |")
+        return "\n".join(rows)
+
+    return (f"# Fig. 6-style table\n\n## (a) Test article {doc.docno}\n\n{excerpt} ...\n\n"
+            f"## (b) Article topics (top {top} words of each local topic)\n\n{table(heads, cols)}\n\n"
+            f"## (c) Corpus topics (the {len(corpus)} clusters pooled from most test documents)\n\n"
+            f"{table([f'cluster {t}' for t in corpus], [topics[t][:top] for t in corpus])}\n")

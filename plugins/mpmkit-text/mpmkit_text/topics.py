@@ -1,0 +1,94 @@
+"""Topics from a fitted model, scored by one shared code path (MPM and LDA alike).
+
+The paper's rule (REFERENCE.md) for MPM: in each test document every word goes to its
+argmax local topic k; local topic k maps to the global cluster argmax_l r_kl; words are
+pooled per global cluster; the top 10 words per cluster by tf-idf across clusters
+(:func:`~mpmkit_text.coherence.tfidf_topics`) form the corpus-level topics; clusters that
+received no word are unused and excluded. :func:`score_topics` then computes UMass and NPMI
+on the reference (test) documents for *any* topic list, so LDA is scored by the same code.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .coherence import coherence, tfidf_topics
+
+
+def pool_words(words: Sequence[Sequence[str]], local: Sequence[Sequence[int]],
+               cluster_of: Sequence[Sequence[int]]) -> tuple[dict[int, Counter], dict[int, set]]:
+    """Pool each document's words into global clusters.
+
+    ``words[i][j]``: word j of document i; ``local[i][j]``: its argmax local topic k;
+    ``cluster_of[i][k]``: the global cluster of local topic k. Returns (cluster → word
+    counts, cluster → set of contributing document indices).
+    """
+    pooled: dict[int, Counter] = defaultdict(Counter)
+    docs: dict[int, set] = defaultdict(set)
+    for i, (ws, ks) in enumerate(zip(words, local)):
+        if len(ws) != len(ks):
+            raise ValueError(f"document {i}: {len(ws)} words but {len(ks)} topic assignments")
+        for w, k in zip(ws, ks):
+            c = int(cluster_of[i][int(k)])
+            pooled[c][w] += 1
+            docs[c].add(i)
+    return dict(pooled), dict(docs)
+
+
+def score_topics(topics: Mapping | Sequence, reference: Sequence[Sequence[str]]) -> dict[str, float]:
+    """UMass and NPMI (mean and max over topics, NaN topics skipped) on ``reference`` token lists.
+
+    A topic scores NaN when fewer than two of its words occur in the reference documents.
+    """
+    items = list(topics.values()) if isinstance(topics, Mapping) else list(topics)
+    out: dict[str, float] = {"n_topics": len(items)}
+    for measure in ("umass", "npmi"):
+        raw = np.asarray(coherence(items, reference, measure), np.float64) if items else np.zeros(0)
+        s = raw[np.isfinite(raw)]
+        out[f"{measure}_mean"] = float(s.mean()) if s.size else float("nan")
+        out[f"{measure}_max"] = float(s.max()) if s.size else float("nan")
+        out[f"{measure}_per_topic"] = [float(v) for v in raw]  # aligned with the topics, NaN kept
+    return out
+
+
+def bag_of_words(ids: Sequence[Sequence[int]], vocab_size: int):
+    """Documents of vocabulary ids → a sparse ``[n_docs, V]`` count matrix."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.concatenate([np.full(len(d), i) for i, d in enumerate(ids)]) if ids else np.zeros(0, int)
+    cols = np.concatenate([np.asarray(d, np.int64) for d in ids]) if ids else np.zeros(0, int)
+    x = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), vocab_size))
+    x.sum_duplicates()
+    return x
+
+
+def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: int, max_iter: int = 50,
+               top_n: int = 10) -> dict:
+    """scikit-learn LDA on the same observations; topics two ways.
+
+    ``topics``: the usual top ``top_n`` words of each topic-word distribution.
+    ``topics_tfidf``: the MPM rule applied to LDA (each test word to its argmax topic
+    ∝ θ_dt β_tw, pooled per topic, tf-idf top ``top_n``, unused topics excluded).
+    Also returns ``log_perplexity`` = log of sklearn's held-out perplexity (per word, from
+    its variational bound) on the test documents.
+    """
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    V = len(vocab)
+    x_train, x_test = bag_of_words(train_ids, V), bag_of_words(test_ids, V)
+    lda = LatentDirichletAllocation(n_components=n_topics, learning_method="batch", max_iter=max_iter,
+                                    random_state=seed)
+    lda.fit(x_train)
+    beta = lda.components_ / lda.components_.sum(1, keepdims=True)  # [T, V]
+    topics = {t: [vocab[v] for v in np.argsort(-beta[t], kind="stable")[:top_n]] for t in range(n_topics)}
+    theta = lda.transform(x_test)  # [D, T]
+    words = [[vocab[v] for v in d] for d in test_ids]
+    local = [np.argmax(theta[i][:, None] * beta[:, np.asarray(d, np.int64)], 0) if len(d) else []
+             for i, d in enumerate(test_ids)]
+    ident = [list(range(n_topics))] * len(test_ids)
+    pooled, _ = pool_words(words, local, ident)
+    return {"topics": topics, "topics_tfidf": tfidf_topics(pooled, top_n),
+            "log_perplexity": math.log(lda.perplexity(x_test))}

