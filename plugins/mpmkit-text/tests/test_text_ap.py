@@ -61,6 +61,10 @@ def _isolate(monkeypatch, tmp_path):
     monkeypatch.delenv("MPMKIT_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(ap, "__file__", str(tmp_path / "site" / "mpmkit_text" / "ap.py"))
+    # The upward search must not leave tmp_path: a real corpus above it (e.g. /tmp/shared beside a
+    # checkout in /tmp) would otherwise be found.
+    upward = ap._upward
+    monkeypatch.setattr(ap, "_upward", lambda start: [p for p in upward(start) if tmp_path in p.parents])
     work = tmp_path / "repo" / "sub"
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
