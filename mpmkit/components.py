@@ -1,16 +1,50 @@
 """Build registered components by name, with errors that say what exists and what fits."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from .errors import IncompatibleSolverError
+from .errors import ConfigError, IncompatibleSolverError
 from .plugins import registry
 from .solvers import InnerProblem, Solver
 
 
 def make_solver(name: str, backward: str = "full", **options: Any) -> Solver:
-    """A registered solver by name (unknown names list the registered ones)."""
-    return registry("solver").get(name)(backward=backward, **options)
+    """A registered solver by name (unknown names list the registered ones; unknown options list the
+    solver's own)."""
+    factory = registry("solver").get(name)
+    try:
+        inspect.signature(factory).bind(backward=backward, **options)
+    except TypeError:
+        accepted = _options_of(factory)
+        bad = sorted(set(options) - set(accepted)) or sorted(options)
+        raise ConfigError(f"solver {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
+                          f"its options: {', '.join(accepted) or 'none'}") from None
+    except ValueError:  # no signature (a C callable): let the call itself complain
+        pass
+    return factory(backward=backward, **options)
+
+
+def solver_from_config(cfg) -> Solver:
+    """The solver a run's config asks for: ``solver``, ``backward`` and ``solver_options``."""
+    return make_solver(cfg.solver, cfg.backward, **dict(cfg.solver_options))
+
+
+def _options_of(factory) -> list[str]:
+    """Keyword options a solver factory accepts, following ``**kw`` into FixedPointSolver."""
+    names = []
+    classes = factory.__mro__ if isinstance(factory, type) else (factory,)
+    for cls in classes:
+        init = cls.__init__ if isinstance(factory, type) else cls
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in ("self", "backward") and p.name not in names]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def compatible_solvers(problem: InnerProblem) -> list[str]:

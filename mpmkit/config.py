@@ -30,6 +30,7 @@ class TrainConfig:
     lr_gamma: float = 0.5
     grad_clip: float = 0.0  #: max gradient norm (0: off)
     solver: str = "coordinate-ascent"
+    solver_options: dict[str, Any] = field(default_factory=dict)  #: keyword options of the solver, e.g. {num_steps: 50}
     backward: Literal["full", "truncated", "implicit"] = "full"
     inner_steps: int = 3
     beta: float = 1.0  #: entropy scale β of Sec. 5.1
@@ -197,6 +198,12 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
         inner = args[0] if args else Any
         return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"config key {key!r} must be a mapping of name: value, e.g. "
+                              f"--set '{key}={{num_steps: 50}}', got {value!r}")
+        inner = args[1] if len(args) == 2 else Any
+        return {k: coerce(f"{key}.{k}", inner, v) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:

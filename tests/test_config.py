@@ -70,3 +70,19 @@ def test_overrides_parse_yaml_values():
         "lr": 1e-3, "lr_milestones": [5, 10], "solver": "pyro-nuts", "progress": False}
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["lr"])
+
+
+def test_solver_options_reach_the_solver_and_bad_ones_are_named(toy_host):
+    from mpmkit.components import solver_from_config
+    from mpmkit.config import parse_overrides
+    from mpmkit.runs import config_for
+
+    cfg = config_for("toy", parse_overrides(["solver=gradient", "solver_options={step_size: 0.25}"]))
+    assert cfg.solver_options == {"step_size": 0.25}
+    solver = solver_from_config(cfg)
+    assert solver.step_size == 0.25
+    bad = config_for("toy", {"solver": "coordinate-ascent", "solver_options": {"num_steps": 3}})
+    with pytest.raises(ConfigError, match=r"solver 'coordinate-ascent' does not take option\(s\) 'num_steps'; its options: .*tol"):
+        solver_from_config(bad)
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        config_for("toy", {"solver_options": [1, 2]})

@@ -22,7 +22,7 @@ from mpmkit.errors import ConfigError
 
 FUZZ = settings(max_examples=int(os.environ.get("MPMKIT_FUZZ_EXAMPLES", 60)), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-KEYS = ["epochs", "lr", "lr_milestones", "solver", "backward", "progress", "amp", "seed", "grad_clip", "train",
+KEYS = ["epochs", "lr", "lr_milestones", "solver", "solver_options", "backward", "progress", "amp", "seed", "grad_clip", "train",
         "options", "family", "num_datasets", "ragged", "epoch", ""]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
                     st.text(max_size=12))
@@ -73,7 +73,8 @@ def test_train_config_keys_are_all_fuzzed_types():  # every core key type is one
     import typing
 
     hints = typing.get_type_hints(TrainConfig)
-    assert all(h in (int, float, bool, str, list[int]) or typing.get_origin(h) is typing.Literal for h in hints.values())
+    assert all(h in (int, float, bool, str, list[int], dict[str, typing.Any]) or typing.get_origin(h) is typing.Literal
+               for h in hints.values())
 
 
 # -- AP parser -----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 
 from mpmkit import Batch, EuclideanPotential, Family, GMMPrior, MixtureLikelihood, MPM, Splits, gaussian_log_prob
 from mpmkit.batch import pad_datasets
-from mpmkit.components import make_solver
+from mpmkit.components import solver_from_config
 from mpmkit.hookspecs import hookimpl
 from mpmkit.metrics import adjusted_rand_index
 
@@ -62,7 +62,7 @@ class ToyFamily(Family):
     def build_model(self, cfg):
         lik = ShiftedGaussian(2)
         return MPM(prior=GMMPrior(5, 2), likelihood=lik, potential=EuclideanPotential(Shift(lik)),
-                   solver=make_solver(cfg.solver, cfg.backward), num_slots=cfg.family.num_clusters, slot_dim=2,
+                   solver=solver_from_config(cfg), num_slots=cfg.family.num_clusters, slot_dim=2,
                    inner_steps=cfg.inner_steps, beta=cfg.beta)
 
     def evaluate(self, model, splits, cfg, out_dir: Path):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mpmkit import Family, MPM, Splits
-from mpmkit.components import make_solver
+from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
 
@@ -162,9 +162,9 @@ class SpiralGMMFamily(Family):
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
         if o.local == "psa" and cfg.solver == "coordinate-ascent":
-            solver = PSAEM(backward=cfg.backward)  # Proposition 1 generalised to PSA's local GMM
+            solver = PSAEM(backward=cfg.backward, **cfg.solver_options)  # Proposition 1 generalised to PSA's local GMM
         else:
-            solver = make_solver(cfg.solver, cfg.backward)
+            solver = solver_from_config(cfg)
         model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
                           beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local)

@@ -26,7 +26,7 @@ import torch
 
 from mpmkit import Family, MPM, Splits, pad_datasets
 from mpmkit.batch import Batch
-from mpmkit.components import make_solver
+from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
 
@@ -192,7 +192,7 @@ class APTopicsFamily(Family):
 
     def build_model(self, cfg: Config) -> MPM:
         o, c = cfg.family, load_corpus(cfg)
-        model = build_topic_mpm(make_solver(cfg.solver, cfg.backward), vocab_size=len(c.vocab),
+        model = build_topic_mpm(solver_from_config(cfg), vocab_size=len(c.vocab),
                                 encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
                                 slot_dim=o.slot_dim, hidden=o.hidden, position_buckets=o.position_buckets,
                                 max_positions=o.max_length, inner_steps=cfg.inner_steps, beta=cfg.beta,

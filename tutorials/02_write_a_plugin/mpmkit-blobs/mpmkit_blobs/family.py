@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 
 from mpmkit import MPM, ConfigError, EuclideanPotential, Family, Splits, registry
-from mpmkit.components import make_solver
+from mpmkit.components import solver_from_config
 from mpmkit.metrics import adjusted_rand_index
 
 from .data import GLOBAL_CENTRES, collate, make_blobs
@@ -63,7 +63,7 @@ class BlobsFamily(Family):
             prior_options.update(num_clusters=o.prior_clusters, init_scale=3.0)
         prior = registry("prior").get(o.prior)(dim=o.dim, **prior_options)
         return MPM(prior=prior, likelihood=lik, potential=EuclideanPotential(recognition),
-                   solver=make_solver(cfg.solver, cfg.backward), num_slots=o.clusters, slot_dim=o.dim,
+                   solver=solver_from_config(cfg), num_slots=o.clusters, slot_dim=o.dim,
                    inner_steps=cfg.inner_steps, beta=cfg.beta, init_scale=3.0)
 
     @torch.no_grad()
