@@ -30,7 +30,7 @@ PRESETS = {
     "slot-attention": {"decoder": "additive", "solver": "slot-attention", "gmm_baseline": False},
     # the paper's networks and optimiser settings (σ = 1, lr 4e-4, every pixel decoded), same harness
     "paper-additive": {"decoder": "additive", "arch": "paper", "sigma": 1.0, "lr": 4e-4, "train_pixels": 0,
-                       "gmm_baseline": False},
+                       "slot_noise": 0.0, "gmm_baseline": False},
     "gmm": None,  # scored inside each run's evaluation, or alone when no MPM model is swept
 }
 FAILED_BELOW = 80.0

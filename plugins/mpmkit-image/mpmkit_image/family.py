@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mpmkit import Family, MPM, Splits
-from mpmkit.components import make_solver
+from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
 
@@ -46,6 +46,7 @@ class TetrominoesOptions:
     hidden: int = 64  #: width of the fast decoder's MLP
     sigma: float = 0.1  #: σ of the Gaussian pixel likelihood (the paper: 1, i.e. ½‖x − f‖²; 0.1 trains faster)
     prior_scale: float = 1.0  #: σ of each global GMM component
+    slot_noise: float = 0.3  #: initial σ of the training-only noise on λ⁰ (learned; 0: none; see NoisyInitMPM)
     # -- evaluation ------------------------------------------------------------------------------
     eval_inner_steps: int = 10  #: inner steps at test time (0: the training inner_steps; 10 adds 1-4 FG-ARI points)
     eval_limit: int = 0  #: evaluate the first n test images (0: all)
@@ -59,6 +60,8 @@ class TetrominoesOptions:
             raise ConfigError(f"need num_slots >= 2 and num_global >= 1, got {self.num_slots}, {self.num_global}")
         if self.train_pixels < 0:
             raise ConfigError(f"train_pixels must be >= 0 (0: all pixels), got {self.train_pixels}")
+        if self.slot_noise < 0:
+            raise ConfigError(f"slot_noise must be >= 0 (0: no noise on λ⁰), got {self.slot_noise}")
         for key in ("sigma", "prior_scale"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
@@ -151,10 +154,12 @@ class TetrominoesFamily(Family):
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        return build_mpm(make_solver(cfg.solver, cfg.backward), decoder=o.decoder, arch=o.arch, num_slots=o.num_slots,
+        return build_mpm(solver_from_config(cfg), decoder=o.decoder, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
                          hidden=o.hidden, inner_steps=cfg.inner_steps, beta=cfg.beta, sigma=o.sigma,
-                         prior_scale=o.prior_scale)
+                         prior_scale=o.prior_scale,
+                         # the slot-attention solver already draws its own learned noise on λ⁰
+                         slot_noise=0.0 if cfg.solver == "slot-attention" else o.slot_noise)
 
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
         o, seed = cfg.family, cfg.train.seed

@@ -20,6 +20,7 @@ Two architectures (``arch``):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -204,6 +205,29 @@ class AdditiveImageLikelihood(_Decoded, AdditiveLikelihood):
         return torch.where(mask, ll, torch.zeros_like(ll))
 
 
+class NoisyInitMPM(MPM):
+    """MPM whose inner loop starts, in training only, at λ⁰ + σ ε (ε ~ N(0, I) per image and slot).
+
+    σ (``[D]``, learned through ``log_slot_sigma``) is initialised at ``slot_noise``. As in Slot
+    Attention's learned Gaussian initialisation, the noise keeps a slot index from standing for an
+    image location: which slot takes which object is decided by the data, not by λ⁰. Evaluation
+    (``model.eval()``) starts at the learned λ⁰ itself, so inference stays deterministic.
+    """
+
+    def __init__(self, *, slot_noise: float, **kw):
+        super().__init__(**kw)
+        if slot_noise <= 0:
+            raise ValueError(f"slot_noise must be > 0, got {slot_noise}")
+        self.log_slot_sigma = nn.Parameter(torch.full((self.lambda0.shape[1],), math.log(slot_noise)))
+
+    def problem(self, batch, g: Tensor | None = None):
+        problem = super().problem(batch, g)
+        if not self.training:
+            return problem
+        noise = torch.randn_like(problem.lam0) * self.log_slot_sigma.exp()
+        return replace(problem, lam0=problem.lam0 + noise)
+
+
 ARCHS = ("fast", "paper")
 
 
@@ -211,7 +235,7 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               num_global: int = 100, slot_dim: int | None = None, channels: int | None = None,
               hidden: int = 64, inner_steps: int = 3, beta: float = 0.0, sigma: float = 1.0,
               prior_scale: float = 1.0, size: int = 35, slot_init: float = 0.1, embed_scale: float = 1.0,
-              absolute_position: bool = True) -> MPM:
+              absolute_position: bool = True, slot_noise: float = 0.0) -> MPM:
     """The object-centric MPM for ``decoder`` ∈ {additive, mixture} and ``arch`` ∈ {fast, paper}.
 
     ``slot_init`` is the scale of the random λ⁰ (small: every slot starts near the mean of g, so no
@@ -235,6 +259,9 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
         raise ValueError(f"unknown decoder {decoder!r}; choose 'additive' or 'mixture'")
     with torch.no_grad():
         encoder.norm.weight.fill_(embed_scale)
-    return MPM(prior=GMMPrior(num_global, d, scale=prior_scale, init_scale=slot_init), likelihood=lik,
-               potential=EuclideanPotential(PixelRecognition(encoder)), solver=solver, num_slots=num_slots,
-               slot_dim=d, inner_steps=inner_steps, beta=beta, init_scale=slot_init)
+    kw = dict(prior=GMMPrior(num_global, d, scale=prior_scale, init_scale=slot_init), likelihood=lik,
+              potential=EuclideanPotential(PixelRecognition(encoder)), solver=solver, num_slots=num_slots,
+              slot_dim=d, inner_steps=inner_steps, beta=beta, init_scale=slot_init)
+    if slot_noise < 0:
+        raise ValueError(f"slot_noise must be >= 0, got {slot_noise}")
+    return NoisyInitMPM(slot_noise=slot_noise, **kw) if slot_noise > 0 else MPM(**kw)

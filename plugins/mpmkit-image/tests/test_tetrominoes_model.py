@@ -133,6 +133,16 @@ def test_family_options_and_config():
 
     cfg = config_for("tetrominoes", {"decoder": "mixture", "arch": "paper", "num_images": 20})
     assert cfg.family.decoder == "mixture" and cfg.beta == 0.0
+    assert cfg.family.slot_noise == 0.3  # the default: training-time noise on λ⁰
+    with pytest.raises(ConfigError, match="slot_noise"):
+        config_for("tetrominoes", {"slot_noise": -0.1})
+    from mpmkit.runs import make_family
+    from mpmkit_image.model import NoisyInitMPM
+
+    family = make_family("tetrominoes")
+    assert isinstance(family.build_model(config_for("tetrominoes", {"num_global": 5})), NoisyInitMPM)
+    sa = family.build_model(config_for("tetrominoes", {"num_global": 5, "solver": "slot-attention"}))
+    assert not isinstance(sa, NoisyInitMPM)  # the solver brings its own noise on λ⁰
     with pytest.raises(ConfigError, match="decoder"):
         config_for("tetrominoes", {"decoder": "sum"})
     with pytest.raises(ConfigError, match="tfrecord"):
@@ -182,3 +192,32 @@ def test_family_reads_the_official_tfrecord_layout(tmp_path):
     assert sorted(rows) == list(range(20))
     s = splits.val[0]
     assert np.array_equal((s.image * 255).round().byte().permute(1, 2, 0).numpy(), data["image"][splits.val.rows[0]])
+
+
+def test_slot_noise_only_in_training_seeded_and_learned(scenes):
+    """``slot_noise``: λ⁰ + σε in training (same ε under the same seed), plain λ⁰ in eval, σ gets gradients."""
+    from mpmkit_image.model import NoisyInitMPM
+
+    model = tiny(slot_noise=0.5)
+    assert isinstance(model, NoisyInitMPM) and not isinstance(tiny(), NoisyInitMPM)
+    batch = collate([scenes[0], scenes[1]])
+    lam0 = model.lambda0.unsqueeze(0).expand(2, -1, -1)
+    assert torch.equal(model.eval().problem(batch).lam0, lam0)
+    with torch.no_grad():
+        eval_lam = model.infer(batch).lam
+        assert torch.equal(model.infer(batch).lam, eval_lam)  # deterministic at test time
+    model.train()
+    torch.manual_seed(7)
+    a = model.problem(batch).lam0
+    torch.manual_seed(7)
+    b = model.problem(batch).lam0
+    assert torch.equal(a, b) and not torch.allclose(a, lam0)
+    assert not torch.allclose(a[0], a[1])  # a fresh draw per image
+    noise_std = float((a - lam0).detach().std())
+    assert 0.3 < noise_std < 0.7, noise_std
+    loss, _, _ = model(batch)
+    loss.backward()
+    assert model.log_slot_sigma.grad is not None and model.log_slot_sigma.grad.abs().sum() > 0
+    assert model.lambda0.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="slot_noise"):
+        tiny(slot_noise=-1.0)
