@@ -3,7 +3,7 @@
 ``ap.txt`` holds one block per document::
 
     <DOC>
-    <DOCNO> AP881218-0003 </DOCNO>
+    <DOCNO> XX000101-0001 </DOCNO>
     <TEXT>
      raw text ...
     </TEXT>
