@@ -13,7 +13,6 @@ detected on load.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,47 +24,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
+from .utils import atomic_file, fsync_dir, sha256_file
 
 FORMAT = "mpmkit-checkpoint-v1"
 TENSORS, STATE = "tensors.safetensors", "state.json"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
+    with atomic_file(path, "w", durable=True) as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save(ckpt_dir: Path, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any],
@@ -82,12 +54,12 @@ def save(ckpt_dir: Path, name: str, tensors: dict[str, torch.Tensor], state: dic
     save_file(tensors, str(tmp / TENSORS), metadata={"format": FORMAT})
     with open(tmp / TENSORS, "rb+") as f:
         os.fsync(f.fileno())
-    state = {**state, "format": FORMAT, "sha256": _sha256(tmp / TENSORS)}
+    state = {**state, "format": FORMAT, "sha256": sha256_file(tmp / TENSORS)}
     atomic_write_json(tmp / STATE, state)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     if pointer:
         atomic_write_json(ckpt_dir / f"{pointer}.json", {"path": name, **(pointer_extra or {})})
     return final
@@ -112,7 +84,7 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise CheckpointError(f"checkpoint {str(path)!r} has format {got!r}, expected {FORMAT!r}; "
                               "it was not written by this mpmkit")
     _refuse_pickle(path / TENSORS)
-    if _sha256(path / TENSORS) != state.get("sha256"):
+    if sha256_file(path / TENSORS) != state.get("sha256"):
         raise CheckpointError(f"checkpoint {str(path)!r}: {TENSORS} does not match its recorded SHA-256 "
                               f"(truncated or corrupted); {_earlier(path)}")
     try:

@@ -1,8 +1,13 @@
-"""Device choice and seeding."""
+"""Device choice, seeding, and file helpers (atomic writes, checksums) shared by the core and plugins."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import random
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
 
 import numpy as np
 import torch
@@ -25,3 +30,52 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (best effort; some filesystems refuse)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", durable: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` that replaces it when the block ends without error.
+
+    Readers see the old file or the complete new one, never a torn one; on an error the
+    temporary file (``.NAME.*.tmp-PID``) is removed. ``durable`` also fsyncs the file and
+    its directory, so the new file survives a power cut.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp-{os.getpid()}", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -23,10 +23,11 @@ where ``E = max objects + 1`` (4 for the default of 3 objects).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from mpmkit.utils import atomic_file
 
 GENERATOR_VERSION = 1
 IMAGE_SIZE = 35
@@ -204,14 +205,6 @@ def load_or_generate(n: int, seed: int, cache_dir=None, num_objects=3) -> dict[s
         except (OSError, ValueError, EOFError):
             pass  # corrupt or foreign file: regenerate below
     data = generate(n, seed, num_objects)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        np.savez_compressed(f, **data)
     return data

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from mpmkit.utils import atomic_file
+
 # --------------------------------------------------------------------------- CRC32C
 
 _CRC_TABLE = []
@@ -137,19 +139,13 @@ def iter_examples(path, compression="gzip", verify: bool = True) -> Iterator[dic
 def write_records(path, records: Iterable[bytes], compression="gzip") -> int:
     """Write raw payloads as TFRecords (atomically); return how many were written."""
     compression = _normalise_compression(compression)
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
     count = 0
-    try:
-        with _open(tmp, compression, "wb") as f:
-            for data in records:
-                header = struct.pack("<Q", len(data))
-                f.write(header + struct.pack("<I", masked_crc32c(header)))
-                f.write(data + struct.pack("<I", masked_crc32c(data)))
-                count += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as raw, (gzip.GzipFile(fileobj=raw, mode="wb") if compression == "gzip" else raw) as f:
+        for data in records:
+            header = struct.pack("<Q", len(data))
+            f.write(header + struct.pack("<I", masked_crc32c(header)))
+            f.write(data + struct.pack("<I", masked_crc32c(data)))
+            count += 1
     return count
 
 

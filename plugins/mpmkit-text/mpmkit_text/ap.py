@@ -15,7 +15,6 @@ user keeps them and never shipped with mpmkit.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mpmkit.utils import sha256_file
 
 AP_URL = (
     "https://raw.githubusercontent.com/blei-lab/lda-c/"
@@ -169,14 +170,6 @@ def _download(url: str, dest: Path) -> None:
         shutil.copyfileobj(r, f)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_ap(dest=None, url: str = AP_URL, sha256: str = AP_SHA256, force: bool = False) -> Path:
     """Download lda-c's ``ap.tgz``, check its sha256, extract ``ap.txt`` and ``vocab.txt``.
 
@@ -195,7 +188,7 @@ def fetch_ap(dest=None, url: str = AP_URL, sha256: str = AP_SHA256, force: bool 
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
         tgz = Path(tmp) / "ap.tgz"
         _download(url, tgz)
-        got = _sha256(tgz)
+        got = sha256_file(tgz)
         if got != sha256:
             raise ValueError(f"checksum mismatch for {url}: sha256 {got}, expected {sha256}")
         with tarfile.open(tgz, "r:gz") as tar:

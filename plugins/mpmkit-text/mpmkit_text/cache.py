@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from mpmkit.utils import atomic_file
 
 from .encoder import EncodedDocument
 
@@ -75,16 +76,8 @@ class EmbeddingCache:
             metadata={"words": json.dumps(doc.words), "format": str(CACHE_FORMAT)},
         )
         p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_file(p) as f:
+            f.write(data)
         return p
 
     def get_or_compute(self, encoder, docs, batch_size: int = 8,
