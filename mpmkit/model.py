@@ -1,6 +1,8 @@
 """The MPM model: prior p_η, likelihood p_θ, potential ψ_φ, inner solver and λ⁰; its two ELBOs."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +114,12 @@ class MPM(nn.Module):
     def infer(self, batch: Batch, steps: int | None = None, solver: Solver | None = None) -> Inference:
         """Inner loop (lines 4-8): Λ^T, q^T for every dataset in the batch."""
         problem = self.problem(batch)
-        result: InnerResult = (solver or self.solver).solve(problem, steps or self.inner_steps)
+        device = problem.g.device.type
+        mixed = torch.is_autocast_enabled(device)
+        if mixed:  # mixed precision stops at the inner loop: whichever solver runs, it runs in fp32
+            problem = dataclasses.replace(problem, g=problem.g.float(), lam0=problem.lam0.float())
+        with torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext():
+            result: InnerResult = (solver or self.solver).solve(problem, steps or self.inner_steps)
         return Inference(g=problem.g, lam=result.lam, q=result.q, trace=result.trace)
 
     def surrogate_elbo(self, batch: Batch, inference: Inference) -> Tensor:

@@ -15,7 +15,6 @@ import collections
 import contextlib
 import csv
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -242,8 +241,6 @@ class Trainer:
         model = self.family.build_model(self.cfg).to(self.device)
         if self.cfg.train.check_data:
             check_data(splits, splits.collate, model.num_slots)
-        if self.cfg.train.amp:
-            _fp32_inner_loop(model, self.device)
         if self.cfg.train.compile:
             _compile(model)
         return model, splits
@@ -448,20 +445,6 @@ def _first_nonfinite_grad(model: nn.Module) -> str | None:
     if bool(flags.all()):
         return None
     return named[int((~flags).nonzero()[0])][0]
-
-
-def _fp32_inner_loop(model: MPM, device: torch.device) -> None:
-    """Under autocast, run the solver with autocast off on fp32 inputs (the inner loop stays fp32)."""
-    solver = model.solver
-    solve = solver.solve
-
-    @functools.wraps(solve)
-    def solve_fp32(problem: InnerProblem, steps: int):
-        with torch.autocast(device.type, enabled=False):
-            problem = dataclasses.replace(problem, g=problem.g.float(), lam0=problem.lam0.float())
-            return solve(problem, steps)
-
-    object.__setattr__(solver, "solve", solve_fp32)  # an instance attribute: state_dict keys unchanged
 
 
 def _compile(model: MPM) -> None:

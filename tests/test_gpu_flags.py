@@ -41,3 +41,30 @@ def test_to_device_on_cpu_is_a_plain_move(toy_host):
     batch = toy.collate([(torch.randn(3, 2), torch.zeros(3, dtype=torch.long))])
     moved = to_device(batch, torch.device("cpu"))
     assert torch.equal(moved.x, batch.x) and not moved.x.is_pinned()
+
+
+def test_any_solver_passed_to_infer_runs_in_fp32_under_autocast(monkeypatch):
+    """The fp32 rule lives in MPM.infer, so a solver handed to infer (evaluation) obeys it too."""
+    from mpmkit import Batch, EuclideanPotential, GMMPrior, MPM
+    from mpmkit.likelihoods import MixtureLikelihood, gaussian_log_prob
+    from mpmkit.solvers.gradient import GradientAscent
+
+    class Lik(MixtureLikelihood):
+        def log_prob(self, x, lam, mask):
+            return gaussian_log_prob(x.unsqueeze(2), lam.unsqueeze(1))
+
+    seen = []
+    update = GradientAscent.update
+
+    def spy(self, problem, lam):
+        seen.append((torch.is_autocast_enabled("cpu"), problem.g.dtype, lam.dtype))
+        return update(self, problem, lam)
+
+    monkeypatch.setattr(GradientAscent, "update", spy)
+    model = MPM(prior=GMMPrior(3, 2), likelihood=Lik(), potential=EuclideanPotential(torch.nn.Linear(2, 2)),
+                solver=CoordinateAscent(), num_slots=2, slot_dim=2)
+    batch = Batch(x=torch.randn(2, 5, 2), mask=torch.ones(2, 5, dtype=torch.bool))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inf = model.infer(batch, steps=3, solver=GradientAscent())
+    assert seen and all(s == (False, torch.float32, torch.float32) for s in seen)
+    assert inf.lam.dtype == torch.float32
