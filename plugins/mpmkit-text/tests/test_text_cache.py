@@ -10,16 +10,6 @@ from text_tiny_bert import make_tiny_bert
 DOCS = ["the cat sat on the mat .", "a dog ran , unbelievable !", "", "the cat sat on the mat ."]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def enc(tiny):
-    return WordEncoder(tiny)
-
-
 def _same(a, b):
     assert a.words == b.words
     for name in ("embeddings", "token_ids", "positions"):

@@ -6,17 +6,6 @@ import torch
 
 from mpmkit_text.encoder import WordEncoder
 from mpmkit_text.words import split_words
-from text_tiny_bert import make_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def enc(tiny):
-    return WordEncoder(tiny)
 
 
 def test_split_words():
