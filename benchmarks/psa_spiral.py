@@ -56,8 +56,8 @@ def choose_prune(run_dir: Path) -> tuple[float, dict]:
     scores = {}
     for c in PRUNE_GRID:
         run.cfg.family.ard_prune = c
-        run.family.infer_labels(run.model, val, run.cfg)
-        active = active_slots(torch.cat(run.family.last_lambdas), run.cfg.family.ard_tau).sum(-1).numpy()
+        _, _, lam = run.family.infer_labels(run.model, val, run.cfg)
+        active = active_slots(lam, run.cfg.family.ard_tau).sum(-1).numpy()
         scores[c] = float(np.mean(active == truth))
     return max(scores, key=scores.get), scores
 

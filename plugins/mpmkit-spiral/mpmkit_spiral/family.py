@@ -189,21 +189,21 @@ class SpiralGMMFamily(Family):
 
     @torch.no_grad()
     def infer_labels(self, model: MPM, datasets, cfg: Config, batch_size: int = 256):
-        """(labels per dataset from argmax q, embeddings T̂⁻¹(x) in data units) on ``datasets``."""
+        """(labels per dataset from argmax q, embeddings T̂⁻¹(x) in data units, Λ ``[M, K, ·]``) on ``datasets``."""
         steps = cfg.family.eval_inner_steps or cfg.inner_steps
         device = next(model.parameters()).device
-        labels, latents, self.last_lambdas = [], [], []
+        labels, latents, lambdas = [], [], []
         for i in range(0, len(datasets), batch_size):
             chunk = datasets[i:i + batch_size]
             batch = collate(chunk).to(device)
             inf = model.infer(batch, steps=steps, solver=self.eval_solver(cfg))
             pred = inf.q.argmax(-1).cpu().numpy()
             u = (inf.g * model.likelihood.scale).cpu().numpy()
-            self.last_lambdas.append(inf.lam.cpu())
+            lambdas.append(inf.lam.cpu())
             for j, d in enumerate(chunk):
                 labels.append(pred[j, :len(d)])
                 latents.append(u[j, :len(d)])
-        return labels, latents
+        return labels, latents, torch.cat(lambdas)
 
     @torch.no_grad()
     def sample_figure(self, model: MPM, splits: Splits, cfg: Config, path: Path, num: int = 5) -> Path:
@@ -211,8 +211,8 @@ class SpiralGMMFamily(Family):
         points through the learned T: new datasets from the learned generative model."""
         from .plot import psa_samples_figure
 
-        self.infer_labels(model, list(splits.train), cfg)
-        agg = AggregatePosterior.from_lambdas(torch.cat(self.last_lambdas), tau=cfg.family.ard_tau)
+        _, _, lam = self.infer_labels(model, list(splits.train), cfg)
+        agg = AggregatePosterior.from_lambdas(lam, tau=cfg.family.ard_tau)
         gen = torch.Generator().manual_seed(cfg.train.seed)
         k, n = cfg.family.num_clusters, cfg.family.points_per_dataset
         mu, var = agg.sample(num, k, generator=gen, return_var=True)
@@ -232,7 +232,7 @@ class SpiralGMMFamily(Family):
         t0 = time.perf_counter()
         model.eval()
         test = list(splits.test)
-        mpm_labels, latents = self.infer_labels(model, test, cfg)
+        mpm_labels, latents, test_lambdas = self.infer_labels(model, test, cfg)
         ari_mpm = float(np.mean([adjusted_rand_index(p, d.labels) for p, d in zip(mpm_labels, test)]))
         ari_gmm, gmm_labels = gmm_baseline(test, o.num_clusters, seed)
         ari_oracle, _ = gmm_baseline([SpiralDataset(d.latent, d.labels, d.latent, d.centres) for d in test],
@@ -267,7 +267,7 @@ class SpiralGMMFamily(Family):
             "eval_inner_steps": o.eval_inner_steps or cfg.inner_steps,
         }
         if o.local == "psa":
-            active = active_slots(torch.cat(self.last_lambdas), o.ard_tau).sum(-1).numpy()
+            active = active_slots(test_lambdas, o.ard_tau).sum(-1).numpy()
             truth = np.array([len(np.unique(d.labels)) for d in test])
             metrics.update({"local": "psa", "ard_tau": o.ard_tau, "ard_prune": o.ard_prune,
                             "ard_count_accuracy": float(np.mean(active == truth)),
