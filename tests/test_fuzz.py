@@ -97,7 +97,7 @@ def test_ap_parser_raises_only_value_error(parts):
 @given(n=st.integers(0, 4), cut=st.integers(0, 400), flip=st.integers(0, 400))
 def test_ap_parser_on_mutated_valid_text(n, cut, flip):
     ap = pytest.importorskip("mpmkit_text.ap")
-    text = "".join(f"<DOC>\n<DOCNO> AP-{i} </DOCNO>\n<TEXT>\n word {i}\n</TEXT>\n</DOC>\n" for i in range(n))
+    text = "".join(f"<DOC>\n<DOCNO> XX-{i} </DOCNO>\n<TEXT>\n word {i}\n</TEXT>\n</DOC>\n" for i in range(n))
     assert len(ap.parse_ap(text)) == n
     for mutated in (text[:cut], text[:flip] + "<" + text[flip + 1:], text[:flip] + text[flip + 3:]):
         try:
