@@ -191,12 +191,16 @@ class PSAEM(FixedPointSolver):
         prec = torch.exp(-s.log_var)
         num = a.unsqueeze(-1) * m + prec * s1
         den = a.unsqueeze(-1) + prec * nk.unsqueeze(-1)
-        mu = torch.where(den > 0, num / den.clamp_min(tiny), s.mu)
+        # empty slots keep their old values; their denominators are replaced *before* dividing, so
+        # the branch torch.where discards carries no inf/NaN into the backward pass
+        live = den > tiny
+        mu = torch.where(live, num / torch.where(live, den, torch.ones_like(den)), s.mu)
 
         log_var = s.log_var
         if self.learn_variance:
             s2 = q.transpose(1, 2) @ (g**2)
-            var = (s2 - 2 * mu * s1 + nk.unsqueeze(-1) * mu**2) / nk.clamp_min(tiny).unsqueeze(-1)
+            safe_nk = torch.where(has_data, nk.unsqueeze(-1), torch.ones_like(nk.unsqueeze(-1)))
+            var = (s2 - 2 * mu * s1 + nk.unsqueeze(-1) * mu**2) / safe_nk
             log_var = torch.where(has_data, var.clamp_min(self.var_floor).log(), s.log_var)
         return pack(mu, log_var, log_pi)
 

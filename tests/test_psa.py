@@ -214,3 +214,24 @@ def test_pruning_annihilates_surplus_slots_after_the_warm_up():
     assert torch.allclose(q.sum(-1), torch.ones(300, dtype=torch.float64)) and float(q[:, ~keep].max()) < 1e-12
     with pytest.raises(ValueError, match="prune_mass"):
         PSAEM(prune_mass=1.5)
+
+
+@pytest.mark.parametrize("base", ["flat", "gmm"])
+def test_an_empty_slot_keeps_its_values_and_gets_finite_gradients(base):
+    """A slot no observation reaches (N_k = 0) keeps μ and σ², and backpropagating through the EM
+    steps gives finite gradients (no 0/0 in the branch ``torch.where`` discards)."""
+    p = problem(0, 2, 40, 3, 4, 1.0, base=base)
+    s = unpack(p.lam0)
+    mu = s.mu.clone()
+    mu[:, 2] = 1e3  # far from every g
+    lam0 = pack(mu, s.log_var, s.log_pi).requires_grad_(True)
+    g = p.g.clone().requires_grad_(True)
+    import dataclasses
+
+    out = PSAEM().solve(dataclasses.replace(p, lam0=lam0, g=g), 3)
+    if base == "flat":  # (the GMM prior's MAP step pulls the slot back towards the data)
+        assert float(out.q[..., 2].detach().sum()) == 0.0
+        assert torch.equal(unpack(out.lam).mu[:, 2].detach(), mu[:, 2])
+    loss = out.lam.sum() + (out.q * torch.arange(3.0, dtype=out.q.dtype)).sum()
+    loss.backward()
+    assert torch.isfinite(lam0.grad).all() and torch.isfinite(g.grad).all()
