@@ -2,12 +2,15 @@
 
 Each image is a dataset, each pixel an observation. ``--set decoder=additive|mixture`` picks the
 generative model, ``--set arch=fast|paper`` the networks, ``--set solver=slot-attention`` gives the
-Slot Attention baseline in the same harness. ``evaluate`` reports FG-ARI (REFERENCE protocol), ARI
+Slot Attention baseline in the same harness, ``--set local=psa`` Probabilistic Slot Attention (per-image
+GMM with mixing weights and diagonal variances, EM inner loop, ARD slot pruning; with
+``num_objects=[1,4]`` the generator draws 1-4 objects per image and evaluation scores the counts). ``evaluate`` reports FG-ARI (REFERENCE protocol), ARI
 and MSE on the test split, the per-image GMM baseline on the same images, and writes the figures.
 """
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +22,7 @@ from mpmkit import Family, MPM, Splits
 from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
+from mpmkit.psa import PSAEM, AggregatePosterior, active_slots
 
 from .data import SceneList, collate, pixel_colours, scenes_from_arrays
 from .metrics import ari_scores
@@ -32,9 +36,11 @@ class TetrominoesOptions:
 
     decoder: Literal["additive", "mixture"] = "additive"  #: generative model of Sec. 3.1
     arch: Literal["fast", "paper"] = "fast"  #: networks: the improved default or the paper's CNNs
+    local: Literal["mpm", "psa"] = "mpm"  #: per-image GMM: the paper's (uniform π, σ = 1) or PSA's (π, diagonal σ²)
     # -- data ------------------------------------------------------------------------------------
     num_images: int = 10000  #: images in all; split 80/10/10 by the run's seed
     data_seed: int = 0  #: seed of the generator (the split uses the run's seed, as in the paper)
+    num_objects: list[int] = dataclasses.field(default_factory=lambda: [3])  #: objects per image: [n] or [min, max]
     tfrecord: str = ""  #: path of the official GZIP TFRecord (first num_images examples) instead of the generator
     cache_dir: str = ""  #: generator cache ('' = $MPMKIT_CACHE_DIR or ~/.cache/mpmkit)
     train_pixels: int = 128  #: random pixels per training image and step (0: all 1225)
@@ -47,6 +53,8 @@ class TetrominoesOptions:
     sigma: float = 0.1  #: σ of the Gaussian pixel likelihood (the paper: 1, i.e. ½‖x − f‖²; 0.1 trains faster)
     prior_scale: float = 1.0  #: σ of each global GMM component
     slot_noise: float = 0.3  #: initial σ of the training-only noise on λ⁰ (learned; 0: none; see NoisyInitMPM)
+    ard_tau: float = 0.03  #: PSA: slots with π_k < τ are pruned (not decoded, not counted); objects are 8 % of an image
+    ard_prune: float = 0.0  #: PSA at test time: > 0 annihilates slots explaining < this fraction of an image in the loop
     # -- evaluation ------------------------------------------------------------------------------
     eval_inner_steps: int = 10  #: inner steps at test time (0: the training inner_steps; 10 adds 1-4 FG-ARI points)
     eval_limit: int = 0  #: evaluate the first n test images (0: all)
@@ -65,6 +73,13 @@ class TetrominoesOptions:
         for key in ("sigma", "prior_scale"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
+        if not 1 <= len(self.num_objects) <= 2 or not 1 <= min(self.num_objects) <= max(self.num_objects) <= 6:
+            raise ConfigError(f"num_objects must be [n] or [min, max] within 1..6, got {self.num_objects}")
+        if max(self.num_objects) + 1 > self.num_slots:
+            raise ConfigError(f"num_slots={self.num_slots} cannot hold up to {max(self.num_objects)} objects and the "
+                              f"background; set num_slots >= {max(self.num_objects) + 1}")
+        if not 0 <= self.ard_tau < 1 or not 0 <= self.ard_prune < 1:
+            raise ConfigError(f"ard_tau and ard_prune are fractions in [0, 1), got {self.ard_tau}, {self.ard_prune}")
         if self.tfrecord and not Path(self.tfrecord).exists():
             raise ConfigError(f"tfrecord file {self.tfrecord!r} does not exist; give the path of "
                               "tetrominoes_train.tfrecords or leave tfrecord empty to use the generator")
@@ -75,7 +90,7 @@ _CACHE: dict[tuple, dict] = {}
 
 def load_arrays(o: TetrominoesOptions) -> dict:
     """The images and masks (generator, cached on disk and in memory; or the TFRecord file)."""
-    key = (o.num_images, o.data_seed, o.tfrecord, o.cache_dir)
+    key = (o.num_images, o.data_seed, o.tfrecord, o.cache_dir, tuple(o.num_objects))
     if key not in _CACHE:
         if o.tfrecord:
             from .tfrecord import read_tetrominoes
@@ -86,7 +101,8 @@ def load_arrays(o: TetrominoesOptions) -> dict:
         else:
             from .tetrominoes import load_or_generate
 
-            data = load_or_generate(o.num_images, o.data_seed, cache_dir=o.cache_dir or None)
+            count = o.num_objects[0] if len(o.num_objects) == 1 else tuple(o.num_objects)
+            data = load_or_generate(o.num_images, o.data_seed, cache_dir=o.cache_dir or None, num_objects=count)
         _CACHE.clear()
         _CACHE[key] = {"image": data["image"], "mask": data["mask"]}
     return _CACHE[key]
@@ -103,24 +119,32 @@ def make_splits(o: TetrominoesOptions, seed: int) -> Splits:
 
 
 @torch.no_grad()
-def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100) -> dict[str, np.ndarray]:
-    """Every pixel of every scene: slots λ, responsibilities r, masks (alpha or q), reconstruction, segmentation."""
+def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=None) -> dict[str, np.ndarray]:
+    """Every pixel of every scene: slot vectors (μ), responsibilities r, masks (alpha or q),
+    reconstruction, segmentation; for PSA also λ itself and the mixing weights π."""
     device = next(model.parameters()).device
     model.eval()
-    out: dict[str, list] = {k: [] for k in ("lam", "r", "masks", "recon", "pred", "labels", "image")}
+    out: dict[str, list] = {k: [] for k in ("lam", "r", "masks", "recon", "pred", "labels", "image", "lam_full")}
+    gmm = getattr(model.prior, "base", model.prior)  # PSAPrior wraps the global GMM
     for i in range(0, len(scenes), batch_size):
         batch = collate([scenes[j] for j in range(i, min(i + batch_size, len(scenes)))]).to(device)
-        inf = model.infer(batch, steps=steps)
+        inf = model.infer(batch, steps=steps, solver=solver)
         recon, masks = model.likelihood.masks(batch.x, inf.lam, inf.q)
-        out["lam"].append(inf.lam)
-        out["r"].append(model.prior.responsibilities(inf.lam) if hasattr(model.prior, "responsibilities")
-                        else inf.lam.new_zeros(*inf.lam.shape[:2], 1))
+        mu = model.potential.slot_means(inf.lam)
+        out["lam"].append(mu)
+        out["lam_full"].append(inf.lam)
+        out["r"].append(gmm.responsibilities(mu) if hasattr(gmm, "responsibilities") else mu.new_zeros(*mu.shape[:2], 1))
         out["masks"].append(masks)
         out["recon"].append(recon)
         out["pred"].append(masks.argmax(-1))
         out["labels"].append(batch.extras["labels"])
         out["image"].append(pixel_colours(batch.x))
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
+
+
+def object_counts(labels: np.ndarray) -> np.ndarray:
+    """True objects per image (entities with pixels, background 0 excluded), ``[n]``."""
+    return np.array([len(np.unique(row[row > 0])) for row in labels])
 
 
 def gmm_segment(images: np.ndarray, k: int, seed: int, position_weight: float = 1.0) -> np.ndarray:
@@ -154,18 +178,30 @@ class TetrominoesFamily(Family):
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        return build_mpm(solver_from_config(cfg), decoder=o.decoder, arch=o.arch, num_slots=o.num_slots,
+        if o.local == "psa" and cfg.solver == "slot-attention":
+            raise ConfigError("local=psa runs PSA's EM inner loop; the slot-attention solver has its own "
+                              "update (GRU). Use solver=coordinate-ascent (= psa-em under local=psa) or psa-em")
+        if o.local == "psa" and cfg.solver == "coordinate-ascent":  # Proposition 1 generalised to PSA's GMM
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, solver="psa-em"))
+        return build_mpm(solver_from_config(cfg), decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
                          hidden=o.hidden, inner_steps=cfg.inner_steps, beta=cfg.beta, sigma=o.sigma,
                          prior_scale=o.prior_scale,
                          # the slot-attention solver already draws its own learned noise on λ⁰
                          slot_noise=0.0 if cfg.solver == "slot-attention" else o.slot_noise)
 
+    def eval_solver(self, cfg: Config):
+        """The test-time inner solver: the model's own, or PSA-EM with in-loop ARD when ``ard_prune > 0``."""
+        o = cfg.family
+        if o.local == "psa" and o.ard_prune > 0:
+            return PSAEM(prune_mass=o.ard_prune)
+        return None
+
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
         o, seed = cfg.family, cfg.train.seed
         t0 = time.perf_counter()
         test = splits.test if not o.eval_limit else splits.test[: o.eval_limit]
-        res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps)
+        res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg))
         labels, pred = res["labels"], res["pred"]
         fg = ari_scores(labels, pred, foreground_only=True)
         metrics: dict[str, Any] = {
@@ -177,6 +213,8 @@ class TetrominoesFamily(Family):
             "mse": float(((res["recon"] - res["image"]) ** 2).mean()),
             "num_test_images": int(len(test)),
         }
+        if o.local == "psa":
+            metrics.update(self.ard_report(res, o, Path(out_dir)))
         if o.gmm_baseline:
             t1 = time.perf_counter()
             gmm = gmm_segment(res["image"], o.num_slots, seed)
@@ -190,5 +228,60 @@ class TetrominoesFamily(Family):
             out_dir.mkdir(parents=True, exist_ok=True)
             metrics["figure_segmentation"] = str(segmentation_figure(out_dir / "fig4_segmentation.png", res, metrics))
             metrics["figure_clusters"] = str(clusters_figure(out_dir / "fig5_global_clusters.png", res, seed))
+            if o.local == "psa":
+                metrics["figure_samples"] = str(self.sample_figure(model, splits, cfg, out_dir / "psa_samples.png"))
         metrics["eval_seconds"] = time.perf_counter() - t0
         return metrics
+
+    def ard_report(self, res: dict, o: TetrominoesOptions, out_dir: Path) -> dict[str, Any]:
+        """Slot counts by ARD: objects = active slots (π_k ≥ τ) − 1 for the background; per image
+        in ``ard_counts.csv`` (test image, true objects, inferred objects, π sorted)."""
+        lam = torch.from_numpy(res["lam_full"])
+        active = active_slots(lam, o.ard_tau)
+        inferred = active.sum(-1).numpy() - 1
+        truth = object_counts(res["labels"])
+        pi = torch.softmax(lam[..., -1], -1).sort(-1, descending=True).values.numpy()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = ["image,true_objects,inferred_objects," + ",".join(f"pi_{k}" for k in range(pi.shape[1]))]
+        rows += [f"{i},{t},{n}," + ",".join(f"{v:.4f}" for v in p) for i, (t, n, p) in enumerate(zip(truth, inferred, pi))]
+        (out_dir / "ard_counts.csv").write_text("\n".join(rows) + "\n")
+        confusion = {f"{t}": {f"{n}": int(((truth == t) & (inferred == n)).sum()) for n in np.unique(inferred)}
+                     for t in np.unique(truth)}
+        return {"local": "psa", "ard_tau": o.ard_tau, "ard_prune": o.ard_prune,
+                "ard_count_accuracy": float(np.mean(inferred == truth)),
+                "ard_count_mae": float(np.mean(np.abs(inferred - truth))),
+                "ard_mean_objects": float(inferred.mean()), "true_mean_objects": float(truth.mean()),
+                "ard_confusion": confusion}
+
+    @torch.no_grad()
+    def sample_figure(self, model: MPM, splits: Splits, cfg: Config, path: Path, num: int = 8,
+                      max_train: int = 2000) -> Path:
+        """New scenes from the learned generative model: fit the aggregate posterior over the
+        training images' local GMMs (ARD-pruned slots left out), draw slot sets, decode them."""
+        from .figures import samples_figure
+
+        o = cfg.family
+        train = splits.train[:max_train]
+        train = type(train)(train.images, train.labels, train.rows, 0)  # every pixel, no random subset
+        res = infer_scenes(model, train, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg))
+        lam = torch.from_numpy(res["lam_full"])
+        agg = AggregatePosterior.from_lambdas(lam, tau=o.ard_tau)
+        gen = torch.Generator().manual_seed(cfg.train.seed)
+        mu = agg.sample(num, o.num_slots, generator=gen)
+        real = res["image"][:num].reshape(-1, 35, 35, 3)
+        return samples_figure(path, decode_slots(model, mu), real)
+
+@torch.no_grad()
+def decode_slots(model: MPM, mu: torch.Tensor, count: torch.Tensor | None = None, size: int = 35) -> np.ndarray:
+    """Decode slot sets ``mu [n, K, D]`` (only the first ``count[i]`` slots of set i when given)
+    into images ``[n, size, size, 3]``, composed with the decoder's alpha masks."""
+    lik = model.likelihood
+    n, k, _ = mu.shape
+    device = next(model.parameters()).device
+    index = torch.arange(size * size, device=device).expand(n, -1)
+    rgb, alpha = lik.decoder(mu.to(device), index, (size, size))
+    if count is not None:
+        alpha = alpha.masked_fill(~(torch.arange(k, device=device) < count.to(device)[:, None]).unsqueeze(1), float("-inf"))
+    w = torch.softmax(alpha, -1)
+    img = (w.unsqueeze(-1) * rgb).sum(2).clamp(0, 1)
+    return img.reshape(n, size, size, 3).cpu().numpy()

@@ -107,3 +107,26 @@ def clusters_figure(path: Path, res: dict, seed: int = 0, clusters: int = 8, top
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def samples_figure(path: Path, samples: np.ndarray, real: np.ndarray) -> Path:
+    """Scenes decoded from slot sets drawn from the aggregate posterior (top) beside training
+    images (bottom), ``[n, H, W, 3]`` each."""
+    plt = _plt()
+    n = len(samples)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.3), squeeze=False)
+    for j in range(n):
+        for row, (imgs, name) in enumerate(((samples, "sampled"), (real, "training"))):
+            ax = axes[row, j]
+            if j < len(imgs):
+                ax.imshow(np.clip(imgs[j], 0, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name)
+    fig.suptitle("new scenes: slot sets drawn from the aggregate posterior, decoded")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

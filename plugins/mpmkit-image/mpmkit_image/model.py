@@ -4,6 +4,9 @@
   MLP and a normalisation, read at the observed pixels → ``[B, N, D]``; the surrogate potential
   is ψ = −½‖μ_ik − g_φ(x_ij)‖² (core ``EuclideanPotential``), so coordinate ascent is closed form;
 * prior p_η: the global GMM over slots, μ_ik ~ (1/L) Σ_l N(ν_l, I) (core ``GMMPrior``);
+* ``local="psa"`` (Probabilistic Slot Attention): λ_ik = (μ_ik, log σ²_ik, log π_ik), ψ = log N(g; μ_k,
+  diag σ²_k), p(z = k | λ) = π_k, the global GMM on the means (``mpmkit.psa``); the decoder reads μ
+  only, and slots pruned by ARD (π_k < τ) are left out of the additive masks;
 * likelihood p_θ, decoder f_θ(μ_ik)_j → (rgb_ijk, alpha logit a_ijk):
   - mixture:  log p(x_ij | z_ij = k, λ_i) = log N(x_ij; rgb_ijk, σ²I);
   - additive: log p(x_ij | λ_i) = log N(x_ij; Σ_k w_ijk rgb_ijk, σ²I), w_ij = softmax_k(a_ij).
@@ -26,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mpmkit import AdditiveLikelihood, EuclideanPotential, GMMPrior, MixtureLikelihood, MPM, gaussian_log_prob
+from mpmkit.psa import PSAPotential, PSAPrior, active_slots, unpack
 from mpmkit.solvers import Solver
 
 from .data import pixel_colours
@@ -157,15 +161,34 @@ class BroadcastDecoder(nn.Module):
 
 
 # -- likelihoods p_θ ----------------------------------------------------------------------------------
+LOCALS = ("mpm", "psa")
+
+
 class _Decoded:
-    """Shared decode step of the image likelihoods."""
+    """Shared decode step of the image likelihoods.
+
+    ``local="mpm"``: λ_ik is the slot vector. ``local="psa"``: λ_ik = (μ, log σ², log π) and the
+    decoder reads μ; slots with π_k < ``ard_tau`` are pruned (automatic relevance determination).
+    """
 
     decoder: nn.Module
+    local: str = "mpm"
+    ard_tau: float = 0.0
+
+    def slots(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(slot vectors the decoder reads ``[B, K, D]``, active slots ``[B, K]`` bool or None: all)."""
+        if self.local == "psa":
+            return unpack(lam).mu, (active_slots(lam, self.ard_tau) if self.ard_tau > 0 else None)
+        return lam, None
 
     def decode(self, x: dict, lam: Tensor) -> tuple[Tensor, Tensor]:
-        """(rgb ``[B, N, K, 3]``, alpha logits ``[B, N, K]``) at the observed pixels."""
+        """(rgb ``[B, N, K, 3]``, alpha logits ``[B, N, K]``, −inf on pruned slots) at the observed pixels."""
         check_image_input(x["image"])
-        return self.decoder(lam, x["index"], tuple(x["image"].shape[-2:]))
+        mu, active = self.slots(lam)
+        rgb, alpha = self.decoder(mu, x["index"], tuple(x["image"].shape[-2:]))
+        if active is not None:
+            alpha = alpha.masked_fill(~active.unsqueeze(1), float("-inf"))
+        return rgb, alpha
 
 
 class MixtureImageLikelihood(_Decoded, MixtureLikelihood):
@@ -218,14 +241,17 @@ class NoisyInitMPM(MPM):
         super().__init__(**kw)
         if slot_noise <= 0:
             raise ValueError(f"slot_noise must be > 0, got {slot_noise}")
-        self.log_slot_sigma = nn.Parameter(torch.full((self.lambda0.shape[1],), math.log(slot_noise)))
+        d = self.potential.slot_means(self.lambda0.detach().unsqueeze(0)).shape[-1]  # noise on μ only (PSA: not on σ², π)
+        self.log_slot_sigma = nn.Parameter(torch.full((d,), math.log(slot_noise)))
 
     def problem(self, batch, g: Tensor | None = None):
         problem = super().problem(batch, g)
         if not self.training:
             return problem
-        noise = torch.randn_like(problem.lam0) * self.log_slot_sigma.exp()
-        return replace(problem, lam0=problem.lam0 + noise)
+        d = self.log_slot_sigma.shape[0]
+        noise = torch.randn_like(problem.lam0[..., :d]) * self.log_slot_sigma.exp()
+        lam0 = torch.cat([problem.lam0[..., :d] + noise, problem.lam0[..., d:]], -1)
+        return replace(problem, lam0=lam0)
 
 
 ARCHS = ("fast", "paper")
@@ -235,8 +261,10 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               num_global: int = 100, slot_dim: int | None = None, channels: int | None = None,
               hidden: int = 64, inner_steps: int = 3, beta: float = 0.0, sigma: float = 1.0,
               prior_scale: float = 1.0, size: int = 35, slot_init: float = 0.1, embed_scale: float = 1.0,
-              absolute_position: bool = True, slot_noise: float = 0.0) -> MPM:
-    """The object-centric MPM for ``decoder`` ∈ {additive, mixture} and ``arch`` ∈ {fast, paper}.
+              absolute_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
+              ard_tau: float = 0.0) -> MPM:
+    """The object-centric MPM for ``decoder`` ∈ {additive, mixture}, ``arch`` ∈ {fast, paper} and
+    ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²).
 
     ``slot_init`` is the scale of the random λ⁰ (small: every slot starts near the mean of g, so no
     slot starts empty); ``embed_scale`` the initial gain of g_φ's normalisation (‖g‖² ≈ D·gain²).
@@ -259,8 +287,15 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
         raise ValueError(f"unknown decoder {decoder!r}; choose 'additive' or 'mixture'")
     with torch.no_grad():
         encoder.norm.weight.fill_(embed_scale)
-    kw = dict(prior=GMMPrior(num_global, d, scale=prior_scale, init_scale=slot_init), likelihood=lik,
-              potential=EuclideanPotential(PixelRecognition(encoder)), solver=solver, num_slots=num_slots,
+    gmm = GMMPrior(num_global, d, scale=prior_scale, init_scale=slot_init)
+    if local == "psa":
+        prior, potential = PSAPrior(gmm), PSAPotential(PixelRecognition(encoder))
+        lik.local, lik.ard_tau = "psa", float(ard_tau)
+    elif local == "mpm":
+        prior, potential = gmm, EuclideanPotential(PixelRecognition(encoder))
+    else:
+        raise ValueError(f"unknown local {local!r}; choose one of {', '.join(LOCALS)}")
+    kw = dict(prior=prior, likelihood=lik, potential=potential, solver=solver, num_slots=num_slots,
               slot_dim=d, inner_steps=inner_steps, beta=beta, init_scale=slot_init)
     if slot_noise < 0:
         raise ValueError(f"slot_noise must be >= 0, got {slot_noise}")
