@@ -11,6 +11,9 @@ evaluation on the same test images (``fg_ari_gmm``).
     python benchmarks/tetrominoes_sweep.py --models additive,mixture,slot-attention,gmm \\
         --seeds 42 43 44 --minutes 5 --out runs/sweep
 
+``--smcc N`` adds, per model, the SMCC between every pair of its seeds on N fresh scenes
+(identifiability; ``mpmkit_image.identifiability``); PSA runs also report ARD count accuracy.
+
 Prints per model: FG-ARI mean ± std, median, failed seeds (FG-ARI < 80); writes
 ``summary.json`` and ``curve.png`` (FG-ARI vs training minutes) into ``--out``.
 """
@@ -143,6 +146,8 @@ def main(argv=None) -> dict:
     p.add_argument("--chunks", type=int, default=5, help="curve points per run")
     p.add_argument("--curve-images", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smcc", type=int, default=0, metavar="N",
+                   help="also score SMCC between every pair of seeds of a model on N fresh scenes (0: off)")
     p.add_argument("--out", default="runs/tetrominoes_sweep")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
@@ -169,6 +174,21 @@ def main(argv=None) -> dict:
         gmm = [by_seed[s] if s in by_seed else gmm_only(s, overrides) for s in a.seeds]
     print(f"\nTetrominoes, {a.minutes:g} training minutes per run, seeds {a.seeds}:")
     table = [summarise(m, [r["metrics"]["fg_ari"] for r in runs if r["model"] == m]) for m in models if m != "gmm"]
+    if a.smcc:
+        from mpmkit_image.identifiability import pairwise_smcc
+
+        for row in table:
+            dirs = [out / f"{row['model']}-seed{s}" for s in a.seeds]
+            if len(dirs) > 1:
+                row["smcc"] = pairwise_smcc(dirs, num_images=a.smcc)
+                print(f"{row['model']:>16}: SMCC {row['smcc']['mean']:.3f} ± {row['smcc']['std']:.3f} over "
+                      f"{len(row['smcc']['pairs'])} pairs of seeds ({a.smcc} fresh scenes)")
+    for row in table:  # ARD slot counts (PSA runs)
+        acc = [r["metrics"]["ard_count_accuracy"] for r in runs if r["model"] == row["model"]
+               and "ard_count_accuracy" in r["metrics"]]
+        if acc:
+            row["ard_count_accuracy"] = acc
+            print(f"{row['model']:>16}: ARD count accuracy {np.mean(acc):.3f} per seed {np.round(acc, 3).tolist()}")
     if gmm:
         table.append(summarise("gmm", gmm))
     summary = {"minutes": a.minutes, "seeds": a.seeds, "overrides": overrides, "table": table, "runs": runs}

@@ -108,28 +108,49 @@ def test_family_options(tmp_path):
         config_for("tetrominoes", {"local": "gmm"})
 
 
-def test_fit_and_evaluate_psa_on_variable_counts(tmp_path):
-    """End to end through the CLI path: counts per image, confusion, the samples figure."""
+@pytest.fixture(scope="module")
+def psa_runs(tmp_path_factory):
+    """Two tiny PSA runs on variable-count scenes (seeds 0 and 1), trained for a few steps."""
     from mpmkit.runs import config_for, make_family
     from mpmkit.training import Trainer
 
-    cfg = config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_objects": [1, 4], "num_images": 60,
-                                     "max_steps": 4, "batch_size": 8, "epochs": 1, "eval_limit": 6,
-                                     "gmm_baseline": False, "progress": False, "tensorboard": False,
-                                     "cache_dir": str(tmp_path / "cache")})
-    family = make_family("tetrominoes")
-    Trainer(family, cfg, tmp_path / "run").fit()
+    root = tmp_path_factory.mktemp("psa_runs")
+    dirs = []
+    for seed in (0, 1):
+        cfg = config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_objects": [1, 4], "num_images": 60,
+                                         "max_steps": 4, "batch_size": 8, "epochs": 1, "eval_limit": 6,
+                                         "gmm_baseline": False, "progress": False, "tensorboard": False,
+                                         "cache_dir": str(root / "cache"), "seed": seed})
+        Trainer(make_family("tetrominoes"), cfg, root / f"run{seed}").fit()
+        dirs.append(root / f"run{seed}")
+    return dirs
+
+
+def test_fit_and_evaluate_psa_on_variable_counts(psa_runs):
+    """End to end through the CLI path: counts per image, confusion, the samples figure."""
     from mpmkit.runs import evaluate_run
 
-    m = evaluate_run(tmp_path / "run")
+    run = psa_runs[0]
+    m = evaluate_run(run)
     assert m["local"] == "psa" and 0 <= m["ard_count_accuracy"] <= 1
-    rows = (tmp_path / "run" / "ard_counts.csv").read_text().splitlines()
+    rows = (run / "ard_counts.csv").read_text().splitlines()
     assert rows[0].startswith("image,true_objects,inferred_objects") and len(rows) == 7
     truth = [int(r.split(",")[1]) for r in rows[1:]]
     inferred = [int(r.split(",")[2]) for r in rows[1:]]
     assert all(1 <= t <= 4 for t in truth) and all(0 <= n <= 4 for n in inferred)
     assert m["ard_count_accuracy"] == pytest.approx(np.mean(np.array(truth) == np.array(inferred)))
     assert sum(sum(v.values()) for v in m["ard_confusion"].values()) == 6
-    assert (tmp_path / "run" / "psa_samples.png").stat().st_size > 0
-    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (run / "psa_samples.png").stat().st_size > 0
+    saved = json.loads((run / "metrics.json").read_text())
     assert saved["ard_count_accuracy"] == m["ard_count_accuracy"]
+
+
+def test_smcc_between_runs_is_one_for_a_run_with_itself(psa_runs):
+    from mpmkit_image.identifiability import pairwise_smcc
+
+    same = pairwise_smcc([psa_runs[0], psa_runs[0]], num_images=8)
+    assert same["mean"] == pytest.approx(1.0, abs=1e-4)
+    other = pairwise_smcc(psa_runs, num_images=8)
+    assert -1.0 <= other["mean"] <= 1.0 and len(other["pairs"]) == 1
+    with pytest.raises(ValueError, match="at least 2"):
+        pairwise_smcc(psa_runs[:1])
