@@ -142,6 +142,13 @@ def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=N
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
 
 
+def segmentation_counts(pred: np.ndarray, num_slots: int, tau: float) -> np.ndarray:
+    """Objects per image read off a segmentation ``pred [n, N]``: slots owning ≥ τ of the pixels,
+    minus one for the background, ``[n]``."""
+    area = np.stack([np.bincount(p, minlength=num_slots) for p in pred]) / pred.shape[1]
+    return (area >= tau).sum(-1) - 1
+
+
 def object_counts(labels: np.ndarray) -> np.ndarray:
     """True objects per image (entities with pixels, background 0 excluded), ``[n]``."""
     return np.array([len(np.unique(row[row > 0])) for row in labels])
@@ -213,6 +220,10 @@ class TetrominoesFamily(Family):
             "mse": float(((res["recon"] - res["image"]) ** 2).mean()),
             "num_test_images": int(len(test)),
         }
+        # objects per image read off the segmentation (slots owning ≥ ard_tau of the pixels, minus the
+        # background): a count every model has, the baseline for PSA's ARD count
+        area_count = segmentation_counts(pred, o.num_slots, o.ard_tau)
+        metrics["area_count_accuracy"] = float(np.mean(area_count == object_counts(labels)))
         if o.local == "psa":
             metrics.update(self.ard_report(res, o, Path(out_dir)))
         if o.gmm_baseline:

@@ -176,9 +176,13 @@ class _Decoded:
     ard_tau: float = 0.0
 
     def slots(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(slot vectors the decoder reads ``[B, K, D]``, active slots ``[B, K]`` bool or None: all)."""
+        """(slot vectors the decoder reads ``[B, K, D]``, active slots ``[B, K]`` bool or None: all).
+
+        Pruning applies in evaluation only: in training every slot is decoded, so a slot that lost
+        its pixels early still gets gradients and can win an object back."""
         if self.local == "psa":
-            return unpack(lam).mu, (active_slots(lam, self.ard_tau) if self.ard_tau > 0 else None)
+            prune = self.ard_tau > 0 and not self.training
+            return unpack(lam).mu, (active_slots(lam, self.ard_tau) if prune else None)
         return lam, None
 
     def decode(self, x: dict, lam: Tensor) -> tuple[Tensor, Tensor]:
@@ -299,4 +303,11 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               slot_dim=d, inner_steps=inner_steps, beta=beta, init_scale=slot_init)
     if slot_noise < 0:
         raise ValueError(f"slot_noise must be >= 0, got {slot_noise}")
-    return NoisyInitMPM(slot_noise=slot_noise, **kw) if slot_noise > 0 else MPM(**kw)
+    model = NoisyInitMPM(slot_noise=slot_noise, **kw) if slot_noise > 0 else MPM(**kw)
+    if local == "psa":
+        # PSA starts every image at σ² = 1 and π = 1/K; only the means of λ⁰ are learned (a learned
+        # π⁰ or σ²⁰ lets one slot win every pixel in the first E-step, after which the others are dead)
+        learned = torch.zeros_like(model.lambda0)
+        learned[:, :d] = 1.0
+        model.lambda0.register_hook(lambda grad: grad * learned.to(grad.device))
+    return model

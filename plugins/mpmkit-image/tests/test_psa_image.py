@@ -12,7 +12,7 @@ from mpmkit.components import make_solver
 from mpmkit.errors import ConfigError
 from mpmkit.psa import DEAD, PSAEM, PSAPotential, PSAPrior, pack, unpack
 from mpmkit_image.data import collate, scenes_from_arrays
-from mpmkit_image.family import object_counts
+from mpmkit_image.family import object_counts, segmentation_counts
 from mpmkit_image.model import NoisyInitMPM, build_mpm
 from mpmkit_image.tetrominoes import generate
 
@@ -48,7 +48,7 @@ def test_psa_model_layout_and_decoder_reads_the_means(scenes):
 
 
 def test_pruned_slots_get_no_mask_and_masks_still_sum_to_one(scenes):
-    model = psa_model(ard_tau=0.05)
+    model = psa_model(ard_tau=0.05).eval()
     batch = collate([scenes[0], scenes[1]])
     d = 32
     mu = torch.randn(2, 5, d)
@@ -60,7 +60,7 @@ def test_pruned_slots_get_no_mask_and_masks_still_sum_to_one(scenes):
     assert (w[1, :, 1:] == 0).all() and torch.allclose(w[1, :, 0], torch.ones(1225))
     # an annihilated slot (log π = DEAD) is pruned whatever τ > 0 is
     lam_dead = pack(mu, torch.zeros(2, 5, d), torch.tensor([[-0.5, -1.0, -2.0, DEAD, DEAD]] * 2))
-    _, w = psa_model(ard_tau=1e-6).likelihood.masks(batch.x, lam_dead)
+    _, w = psa_model(ard_tau=1e-6).eval().likelihood.masks(batch.x, lam_dead)
     assert (w[..., 3:] == 0).all()
 
 
@@ -90,6 +90,9 @@ def test_slot_noise_moves_only_the_means():
 def test_object_counts():
     labels = np.array([[0, 0, 1, 1, 3], [0, 0, 0, 0, 0], [2, 2, 2, 2, 2]])
     assert object_counts(labels).tolist() == [2, 0, 1]
+    pred = np.array([[0] * 16 + [1] * 3 + [2], [3] * 10 + [0] * 10])  # slot 2 owns 1 of 20 pixels
+    assert segmentation_counts(pred, 4, 0.1).tolist() == [1, 1]
+    assert segmentation_counts(pred, 4, 0.05).tolist() == [2, 1]
 
 
 def test_family_options(tmp_path):
@@ -132,7 +135,7 @@ def test_fit_and_evaluate_psa_on_variable_counts(psa_runs):
 
     run = psa_runs[0]
     m = evaluate_run(run)
-    assert m["local"] == "psa" and 0 <= m["ard_count_accuracy"] <= 1
+    assert m["local"] == "psa" and 0 <= m["ard_count_accuracy"] <= 1 and 0 <= m["area_count_accuracy"] <= 1
     rows = (run / "ard_counts.csv").read_text().splitlines()
     assert rows[0].startswith("image,true_objects,inferred_objects") and len(rows) == 7
     truth = [int(r.split(",")[1]) for r in rows[1:]]
@@ -154,3 +157,15 @@ def test_smcc_between_runs_is_one_for_a_run_with_itself(psa_runs):
     assert -1.0 <= other["mean"] <= 1.0 and len(other["pairs"]) == 1
     with pytest.raises(ValueError, match="at least 2"):
         pairwise_smcc(psa_runs[:1])
+
+
+def test_only_the_means_of_lambda0_learn_and_pruning_is_for_evaluation(scenes):
+    model = psa_model(ard_tau=0.05).train()
+    batch = collate([scenes[0], scenes[1]])
+    loss, _, _ = model(batch)
+    loss.backward()
+    grad = model.lambda0.grad
+    assert grad[:, :32].abs().sum() > 0 and (grad[:, 32:] == 0).all()
+    lam = pack(torch.randn(1, 5, 32), torch.zeros(1, 5, 32), torch.log(torch.tensor([[0.9, 0.07, 0.01, 0.01, 0.01]])))
+    assert model.likelihood.slots(lam)[1] is None  # training: every slot decoded
+    assert model.eval().likelihood.slots(lam)[1].tolist() == [[True, True, False, False, False]]
