@@ -33,7 +33,14 @@ def surrogate_elbo(g: Tensor, mask: Tensor, lam: Tensor, q: Tensor, prior: Prior
 
 @dataclass
 class ELBO:
-    """Terms of L_i^ELBO per dataset (each ``[B]``); ``beta`` scales the entropy (Sec. 5.1)."""
+    """Terms of L_i^ELBO per dataset (each ``[B]``).
+
+    ``beta`` scales the z-part of the bound, E_q[log p(z | λ)] + H[q] = −KL(q ‖ p(z | λ)) (as in a
+    β-VAE). With the paper's uniform p(z | λ) the first term is the constant −N log K, so this is
+    the paper's β on the entropy (Sec. 5.1) up to a constant. With mixing weights (PSA) the
+    E_q[log π] term must be scaled too: left at weight 1 while β = 0 it rewards putting every
+    observation in one slot, and the outer loop learns to collapse the embeddings.
+    """
 
     log_prior: Tensor
     log_lik: Tensor
@@ -44,12 +51,12 @@ class ELBO:
 
     @property
     def total(self) -> Tensor:
-        """L_i^ELBO with the entropy scaled by β, ``[B]`` (β = 1: the true ELBO)."""
-        return self.log_prior + self.log_lik + self.log_pz + self.beta * self.entropy
+        """L_i^ELBO with −KL(q ‖ p(z | λ)) scaled by β, ``[B]`` (β = 1: the true ELBO)."""
+        return self.log_prior + self.log_lik + self.beta * (self.log_pz + self.entropy)
 
     def loss(self, prior_weight: float = 1.0) -> Tensor:
         """Negative ELBO per observation, averaged over the batch (the outer-loop loss)."""
-        total = prior_weight * self.log_prior + self.log_lik + self.log_pz + self.beta * self.entropy
+        total = prior_weight * self.log_prior + self.log_lik + self.beta * (self.log_pz + self.entropy)
         return -total.sum() / self.n_obs.sum().clamp_min(1)
 
     def metrics(self) -> dict[str, float]:

@@ -57,12 +57,19 @@ def test_bound_gap_is_the_kl_for_any_other_q():
     assert torch.allclose(gap, kl, atol=1e-9) and (gap > 0).all()
 
 
-def test_beta_below_one_scales_only_the_entropy():
+def test_beta_scales_the_kl_to_p_z_which_for_uniform_p_z_is_the_entropy_up_to_a_constant():
     model, batch = make(beta=0.01)
     inf = model.infer(batch)
     t = model.elbo(batch, inf)
     full = model.elbo(batch, inf, beta=1.0)
-    assert torch.allclose(full.total - t.total, 0.99 * t.entropy)
+    assert torch.allclose(full.total - t.total, 0.99 * (t.entropy + t.log_pz))
+    n = batch.mask.sum(1).to(t.log_pz.dtype)
+    assert torch.allclose(t.log_pz, -n * math.log(model.num_slots))  # uniform p(z): a constant
+    # so the gradients of β·(E_q log p(z) + H[q]) and β·H[q] agree
+    g1 = torch.autograd.grad((0.01 * (t.entropy + t.log_pz)).sum(), inf.q, retain_graph=True)[0]
+    g2 = torch.autograd.grad((0.01 * t.entropy).sum(), inf.q, retain_graph=True)[0]
+    m = batch.mask.unsqueeze(-1)
+    assert torch.allclose((g1 - g2) * m, torch.full_like(g1, -0.01 * math.log(model.num_slots)) * m)
 
 
 def test_loss_gradient_reaches_all_global_parameters():
