@@ -67,7 +67,8 @@ def train_budget(model: str, seed: int, minutes: float, chunks: int, out: Path, 
     # the 20-step calibration chunk carries the start-up cost, so its rate undershoots the next chunk,
     # and extra chunks top the run up until the budget is spent.
     while spent < budget * 0.98 and chunk < 3 * chunks:
-        target = budget * min(chunk + 1, chunks) / chunks
+        # the next curve point still ahead (a chunk that ran slow must not leave 1-step chunks behind it)
+        target = min(budget, budget / chunks * (max(chunk, int(spent / (budget / chunks))) + 1))
         add = 20 if per_step is None else max(1, int((target - spent) / per_step))
         values["max_steps"] = steps + add
         cfg = config_for("tetrominoes", values)
