@@ -183,7 +183,11 @@ class PSAEM(FixedPointSolver):
                 kept = (nk - self.prune_mass * n).clamp_min(0)
                 top = torch.zeros_like(kept).scatter_(-1, nk.argmax(-1, keepdim=True), 1.0)
                 kept = torch.where(kept.sum(-1, keepdim=True) > 0, kept, top * nk)  # never prune every slot
-                log_pi = torch.log(kept / kept.sum(-1, keepdim=True)).clamp_min(DEAD)
+                alive = kept > 0
+                frac = kept / kept.sum(-1, keepdim=True)
+                # log of the kept slots only (log 0 would send inf · 0 = NaN into the backward pass)
+                log_pi = torch.where(alive, torch.log(torch.where(alive, frac, torch.ones_like(frac))).clamp_min(DEAD),
+                                     torch.full_like(frac, DEAD))
             else:
                 log_pi = torch.log(nk + eps) - torch.log(n + eps * nk.shape[1])
 

@@ -14,7 +14,7 @@ from mpmkit.errors import IncompatibleSolverError
 from mpmkit.likelihoods import MixtureLikelihood
 from mpmkit.metrics import smcc
 from mpmkit.model import surrogate_elbo
-from mpmkit.psa import (PSAEM, AggregatePosterior, PSAPotential, PSAPrior, active_slots, diag_gaussian_logits, pack,
+from mpmkit.psa import (DEAD, PSAEM, AggregatePosterior, PSAPotential, PSAPrior, active_slots, diag_gaussian_logits, pack,
                         unpack)
 
 
@@ -219,7 +219,8 @@ def test_pruning_annihilates_surplus_slots_after_the_warm_up():
 @pytest.mark.parametrize("base", ["flat", "gmm"])
 def test_an_empty_slot_keeps_its_values_and_gets_finite_gradients(base):
     """A slot no observation reaches (N_k = 0) keeps μ and σ², and backpropagating through the EM
-    steps gives finite gradients (no 0/0 in the branch ``torch.where`` discards)."""
+    steps gives finite gradients (no 0/0 in the branch ``torch.where`` discards), annihilating
+    slots by ``prune_mass`` included."""
     p = problem(0, 2, 40, 3, 4, 1.0, base=base)
     s = unpack(p.lam0)
     mu = s.mu.clone()
@@ -228,6 +229,12 @@ def test_an_empty_slot_keeps_its_values_and_gets_finite_gradients(base):
     g = p.g.clone().requires_grad_(True)
     import dataclasses
 
+    for pruning in (PSAEM(prune_mass=0.3, prune_after=1), PSAEM(prune_mass=0.0)):
+        pruned = pruning.solve(dataclasses.replace(p, lam0=lam0, g=g), 3)
+        gl, gg = torch.autograd.grad(pruned.lam.sum() + pruned.q.sum(), (lam0, g))
+        assert torch.isfinite(gl).all() and torch.isfinite(gg).all()
+    assert (unpack(PSAEM(prune_mass=0.3, prune_after=1).solve(dataclasses.replace(p, lam0=lam0, g=g), 3).lam).log_pi
+            <= DEAD + 1).any()  # the test does annihilate a slot
     out = PSAEM().solve(dataclasses.replace(p, lam0=lam0, g=g), 3)
     if base == "flat":  # (the GMM prior's MAP step pulls the slot back towards the data)
         assert float(out.q[..., 2].detach().sum()) == 0.0
