@@ -54,7 +54,8 @@ class TetrominoesOptions:
     prior_scale: float = 1.0  #: σ of each global GMM component
     slot_noise: float = 0.3  #: initial σ of the training-only noise on λ⁰ (learned; 0: none; see NoisyInitMPM)
     ard_tau: float = 0.03  #: PSA: slots with π_k < τ are pruned (not decoded, not counted); objects are 8 % of an image
-    ard_prune: float = 0.0  #: PSA at test time: > 0 annihilates slots explaining < this fraction of an image in the loop
+    ard_prune: float = 0.03  #: PSA at test time: > 0 annihilates slots explaining < this fraction of an image in the loop
+    ard_prune_train: float = 0.03  #: the same in training (psa-em's prune_mass; 0: plain EM, surplus slots split the background)
     # -- evaluation ------------------------------------------------------------------------------
     eval_inner_steps: int = 10  #: inner steps at test time (0: the training inner_steps; 10 adds 1-4 FG-ARI points)
     eval_limit: int = 0  #: evaluate the first n test images (0: all)
@@ -78,8 +79,9 @@ class TetrominoesOptions:
         if max(self.num_objects) + 1 > self.num_slots:
             raise ConfigError(f"num_slots={self.num_slots} cannot hold up to {max(self.num_objects)} objects and the "
                               f"background; set num_slots >= {max(self.num_objects) + 1}")
-        if not 0 <= self.ard_tau < 1 or not 0 <= self.ard_prune < 1:
-            raise ConfigError(f"ard_tau and ard_prune are fractions in [0, 1), got {self.ard_tau}, {self.ard_prune}")
+        for key in ("ard_tau", "ard_prune", "ard_prune_train"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} is a fraction of an image's pixels in [0, 1), got {getattr(self, key)}")
         if self.tfrecord and not Path(self.tfrecord).exists():
             raise ConfigError(f"tfrecord file {self.tfrecord!r} does not exist; give the path of "
                               "tetrominoes_train.tfrecords or leave tfrecord empty to use the generator")
@@ -189,7 +191,8 @@ class TetrominoesFamily(Family):
             raise ConfigError("local=psa runs PSA's EM inner loop; the slot-attention solver has its own "
                               "update (GRU). Use solver=coordinate-ascent (= psa-em under local=psa) or psa-em")
         if o.local == "psa" and cfg.solver == "coordinate-ascent":  # Proposition 1 generalised to PSA's GMM
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, solver="psa-em"))
+            options = {"prune_mass": o.ard_prune_train, **cfg.solver_options}
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, solver="psa-em", solver_options=options))
         return build_mpm(solver_from_config(cfg), decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
                          hidden=o.hidden, inner_steps=cfg.inner_steps, beta=cfg.beta, sigma=o.sigma,

@@ -101,6 +101,12 @@ def test_family_options(tmp_path):
     family = make_family("tetrominoes")
     model = family.build_model(config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_global": 5}))
     assert isinstance(model.solver, PSAEM) and isinstance(model.potential, PSAPotential)
+    assert model.solver.prune_mass == 0.03  # ard_prune_train
+    plain = family.build_model(config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_global": 5,
+                                                          "solver_options": {"prune_mass": 0.0}}))
+    assert plain.solver.prune_mass == 0.0
+    with pytest.raises(ConfigError, match="ard_prune_train"):
+        config_for("tetrominoes", {"ard_prune_train": 1.5})
     with pytest.raises(ConfigError, match="slot-attention"):
         family.build_model(config_for("tetrominoes", {"local": "psa", "solver": "slot-attention"}))
     with pytest.raises(ConfigError, match="num_slots >= 5"):
