@@ -4,7 +4,9 @@ Each seed draws its own 1,800 / 200 / rest split, trains ``ap-topics`` (Algorith
 the family's evaluate(), which also fits scikit-learn LDA on the same training observations
 and scores both models' topics with the same coherence code on the same test documents.
 LDA is reported two ways: the usual top words of each topic ("LDA") and the MPM rule applied
-to LDA's word assignments ("LDA, tf-idf rule").
+to LDA's word assignments ("LDA, tf-idf rule"). One table per coherence protocol
+(``mpmkit_text.coherence.PROTOCOLS``: "document" = whole test documents, UMass with +1;
+"gensim" = gensim's u_mass and c_npmi with 10-token sliding windows).
 
     python benchmarks/ap_topics.py --seeds 0,1,2 [--set epochs=15 --set lda_topics=0] [--out runs/ap_topics]
 """
@@ -30,13 +32,14 @@ def lda_extra(run: Path, n_topics: int) -> dict:
     """LDA with ``n_topics`` topics on the run's split, scored by the same code (prefix ``ldax_``)."""
     from mpmkit.runs import open_run
     from mpmkit_text.family import load_corpus, reference_tokens
-    from mpmkit_text.topics import lda_topics, score_topics
+    from mpmkit_text.topics import lda_topics, score_all_protocols
 
     r = open_run(run)
     c, o = load_corpus(r.cfg), r.cfg.family
     lda = lda_topics([d.ids.tolist() for d in c.train], [d.ids.tolist() for d in c.test], c.vocab.words, n_topics,
                      r.cfg.train.seed, o.lda_iter, o.top_n)
-    s = score_topics(lda["topics"], [reference_tokens(c.documents[d.index].text) for d in c.test])
+    s = score_all_protocols(lda["topics"], [reference_tokens(c.documents[d.index].text) for d in c.test],
+                            o.coherence_protocol)
     return {f"ldax_{k}": v for k, v in s.items() if not k.endswith("per_topic")} | {
         "ldax_log_perplexity": lda["log_perplexity"]}
 
@@ -57,6 +60,7 @@ def main() -> None:
     from mpmkit.config import parse_overrides
     from mpmkit.runs import config_for, evaluate_run, make_family
     from mpmkit.training import Trainer
+    from mpmkit_text.coherence import PROTOCOLS
 
     torch.set_num_threads(args.threads)
     results = []
@@ -76,14 +80,22 @@ def main() -> None:
                           **{k: v for k, v in m.items() if isinstance(v, (int, float))}}), flush=True)
 
     print(f"\n{len(results)} seeds; MPM fit {np.mean([r['fit_seconds'] for r in results]):.0f} s/seed")
+    for protocol in PROTOCOLS:
+        print_table(results, protocol)
+
+
+def print_table(results: list[dict], protocol: str) -> None:
+    """Markdown table, mean ± sample std over seeds, of one coherence protocol's metrics."""
+    print(f"\ncoherence protocol: {protocol}")
     print("| model | UMass mean | UMass max | NPMI mean | NPMI max | topics | log-perplexity |")
     print("|---|---|---|---|---|---|---|")
     for name, p in ROWS:
-        if f"{p}_umass_mean" not in results[0]:
+        if f"{p}_{protocol}_umass_mean" not in results[0]:
             continue
         cells = []
         for c in COLS:
-            v = np.array([r[f"{p}_{c}"] for r in results], float)
+            key = f"{p}_{c}" if c == "n_topics" else f"{p}_{protocol}_{c}"
+            v = np.array([r[key] for r in results], float)
             cells.append(f"{v.mean():.1f}" if c == "n_topics" else f"{v.mean():.3f} ± {v.std(ddof=1 if len(v) > 1 else 0):.3f}")
         lp = {"mpm": "mpm_log_perplexity", "lda": "lda_log_perplexity", "ldax": "ldax_log_perplexity"}.get(p)
         lpv = np.array([r[lp] for r in results]) if lp else None

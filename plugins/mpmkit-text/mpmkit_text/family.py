@@ -9,7 +9,8 @@ in-vocabulary words (:mod:`mpmkit_text.vocab`); a document with no observation l
 dropped from its split (the count is reported as ``dropped_empty``).
 
 Evaluation (:meth:`APTopicsFamily.evaluate`): corpus-level topics by the paper's rule
-(:mod:`mpmkit_text.topics`), UMass / NPMI on the test documents, held-out log-perplexity,
+(:mod:`mpmkit_text.topics`), UMass / NPMI on the test documents under every coherence protocol
+(``coherence_protocol`` picks the one reported without prefix), held-out log-perplexity,
 the LDA baseline scored by the same code, a ``topics.txt`` file and a Fig. 6-style table
 (``fig6.md``) in the run directory.
 """
@@ -62,6 +63,12 @@ class APTopicsOptions:
     prior_decay: float = 0.99  #: online EM: decay of the running statistics (unused centres restart after ~log(0.01)/log(decay) steps)
     # -- evaluation ----------------------------------------------------------------------------
     top_n: int = 10  #: words per corpus-level topic
+    topic_tf: Literal["count", "docs"] = "count"  #: tf-idf's tf: word occurrences (paper) or documents per cluster
+    topic_docs: Literal["test", "train+test"] = "test"  #: documents whose words are pooled into the topics
+    #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
+    #: UMass +1) or "gensim" (gensim's u_mass / c_npmi, 10-token windows); every protocol is also written
+    #: as {model}_{protocol}_{measure}_{mean|max}, see mpmkit_text.coherence
+    coherence_protocol: Literal["document", "gensim"] = "document"
     eval_inner_steps: int = 0  #: inner steps at test time (0: the training inner_steps)
     lda: bool = True  #: fit the LDA baseline in evaluate()
     lda_topics: int = 0  #: LDA topics (0: as many as MPM's used clusters)
@@ -76,6 +83,13 @@ class APTopicsOptions:
                                   f"got {getattr(self, key)}")
         if self.position_buckets > self.max_length:
             raise ConfigError(f"position_buckets ({self.position_buckets}) cannot exceed max_length ({self.max_length})")
+        from .coherence import PROTOCOLS
+
+        if self.topic_tf not in ("count", "docs") or self.topic_docs not in ("test", "train+test"):
+            raise ConfigError(f"topic_tf must be count|docs and topic_docs test|train+test, "
+                              f"got {self.topic_tf!r}, {self.topic_docs!r}")
+        if self.coherence_protocol not in PROTOCOLS:
+            raise ConfigError(f"coherence_protocol must be one of {tuple(PROTOCOLS)}, got {self.coherence_protocol!r}")
         if self.prior_scale <= 0 or not 0 < self.max_df <= 1 or not 0 < self.prior_decay < 1:
             raise ConfigError("need prior_scale > 0, 0 < max_df <= 1 and 0 < prior_decay < 1")
 
@@ -228,7 +242,7 @@ class APTopicsFamily(Family):
 
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
         from .coherence import tfidf_topics
-        from .topics import lda_topics, pool_words, score_topics
+        from .topics import lda_topics, pool_words, score_all_protocols
 
         t0 = time.perf_counter()
         o, c, seed = cfg.family, load_corpus(cfg), cfg.train.seed
@@ -236,14 +250,24 @@ class APTopicsFamily(Family):
         model.eval()
         res = self.infer(model, test, cfg)
         words = [d.words for d in test]
-        pooled, contributors = pool_words(words, res["local"], res["cluster"])
+        pooled, contributors = pool_words(words, res["local"], res["cluster"], o.topic_tf)
+        if o.topic_docs == "train+test":
+            train = list(splits.train)
+            tr = self.infer(model, train, cfg)
+            pooled, _ = pool_words([d.words for d in train] + words, tr["local"] + res["local"],
+                                   tr["cluster"] + res["cluster"], o.topic_tf)
         topics = tfidf_topics(pooled, o.top_n)
+        contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
         reference = [reference_tokens(c.documents[d.index].text) for d in test]
-        mpm = score_topics(topics, reference)
-        per_topic = dict(zip(topics, zip(mpm.pop("umass_per_topic"), mpm.pop("npmi_per_topic"))))
+        mpm = score_all_protocols(topics, reference, o.coherence_protocol)
+        per_topic = {}
+        for key in [k for k in mpm if k.endswith("_per_topic")]:
+            for t, v in zip(topics, mpm.pop(key)):
+                per_topic.setdefault(t, {})[key[: -len("_per_topic")]] = v
         n_docs = [len(contributors[t]) for t in topics]
         metrics: dict[str, Any] = {
             **{f"mpm_{k}": v for k, v in mpm.items()},
+            "coherence_protocol": o.coherence_protocol,
             "mpm_log_perplexity": res["log_perplexity"],
             "mpm_neg_elbo_per_word": res["neg_elbo_per_word"],
             "mpm_docs_per_topic_median": float(np.median(n_docs)) if n_docs else float("nan"),
@@ -256,9 +280,8 @@ class APTopicsFamily(Family):
             lda = lda_topics([d.ids.tolist() for d in splits.train], [d.ids.tolist() for d in test], c.vocab.words,
                              n_lda, seed, o.lda_iter, o.top_n)
             for name, tl in (("lda", lda["topics"]), ("lda_tfidf", lda["topics_tfidf"])):
-                s = score_topics(tl, reference)
-                s.pop("umass_per_topic"), s.pop("npmi_per_topic")
-                metrics.update({f"{name}_{k}": v for k, v in s.items()})
+                s = score_all_protocols(tl, reference, o.coherence_protocol)
+                metrics.update({f"{name}_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})
             metrics["lda_log_perplexity"] = lda["log_perplexity"]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -292,11 +315,22 @@ def init_centres(model: MPM, train: list[TopicDocument], num_global: int, max_do
 
 
 def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, lda: dict | None) -> None:
-    """One line per corpus-level topic: cluster, test documents pooled, UMass, NPMI, top words."""
-    lines = ["# MPM corpus-level topics (global cluster: #test docs pooled, UMass, NPMI: top words by tf-idf)"]
+    """One line per corpus-level topic: cluster, test documents pooled, coherences, top words.
+
+    ``per_topic``: cluster -> {"umass": u, "npmi": n, "document_umass": ..., "gensim_npmi": ...}; the
+    unprefixed pair (the configured protocol) comes first, then each protocol's pair.
+    """
+    keys = []
+    for t in topics:
+        keys += [k for k in per_topic.get(t, {}) if k not in keys]
+    from .coherence import MEASURES, PROTOCOLS
+
+    order = list(MEASURES) + [f"{p}_{m}" for p in PROTOCOLS for m in MEASURES]
+    keys = [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
+    lines = [f"# MPM corpus-level topics (global cluster: #test docs pooled, {', '.join(keys)}: top words by tf-idf)"]
     for t, ws in topics.items():
-        u, n = per_topic.get(t, (math.nan, math.nan))
-        lines.append(f"{t}\t{len(contributors[t])}\t{u:.3f}\t{n:.3f}\t{' '.join(ws)}")
+        vals = "".join(f"{per_topic.get(t, {}).get(k, math.nan):.3f}\t" for k in keys)
+        lines.append(f"{t}\t{len(contributors[t])}\t{vals}{' '.join(ws)}")
     if lda is not None:
         lines.append("# LDA topics (top words of each topic-word distribution)")
         lines += [f"lda{t}\t{' '.join(ws)}" for t, ws in lda["topics"].items()]

@@ -5,7 +5,8 @@ argmax local topic k; local topic k maps to the global cluster argmax_l r_kl; wo
 pooled per global cluster; the top 10 words per cluster by tf-idf across clusters
 (:func:`~mpmkit_text.coherence.tfidf_topics`) form the corpus-level topics; clusters that
 received no word are unused and excluded. :func:`score_topics` then computes UMass and NPMI
-on the reference (test) documents for *any* topic list, so LDA is scored by the same code.
+on the reference (test) documents for *any* topic list, so LDA is scored by the same code, under
+one of the coherence protocols of :mod:`mpmkit_text.coherence` (:func:`score_all_protocols`: all).
 """
 from __future__ import annotations
 
@@ -15,42 +16,75 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .coherence import coherence, tfidf_topics
+from .coherence import MEASURES, PROTOCOLS, coherence_protocol, tfidf_topics
 
 
 def pool_words(words: Sequence[Sequence[str]], local: Sequence[Sequence[int]],
-               cluster_of: Sequence[Sequence[int]]) -> tuple[dict[int, Counter], dict[int, set]]:
+               cluster_of: Sequence[Sequence[int]], tf: str = "count") -> tuple[dict[int, Counter], dict[int, set]]:
     """Pool each document's words into global clusters.
 
     ``words[i][j]``: word j of document i; ``local[i][j]``: its argmax local topic k;
     ``cluster_of[i][k]``: the global cluster of local topic k. Returns (cluster → word
-    counts, cluster → set of contributing document indices).
+    counts, cluster → set of contributing document indices). ``tf="count"`` (the paper's
+    rule): a word counts once per occurrence; ``tf="docs"``: once per document that puts it
+    into the cluster (repeats of a word inside one document add nothing).
     """
+    if tf not in ("count", "docs"):
+        raise ValueError(f"tf must be 'count' or 'docs', got {tf!r}")
     pooled: dict[int, Counter] = defaultdict(Counter)
     docs: dict[int, set] = defaultdict(set)
     for i, (ws, ks) in enumerate(zip(words, local)):
         if len(ws) != len(ks):
             raise ValueError(f"document {i}: {len(ws)} words but {len(ks)} topic assignments")
+        seen = set()
         for w, k in zip(ws, ks):
             c = int(cluster_of[i][int(k)])
-            pooled[c][w] += 1
+            if tf == "count" or (c, w) not in seen:
+                pooled[c][w] += 1
+                seen.add((c, w))
             docs[c].add(i)
     return dict(pooled), dict(docs)
 
 
-def score_topics(topics: Mapping | Sequence, reference: Sequence[Sequence[str]]) -> dict[str, float]:
+def score_topics(topics: Mapping | Sequence, reference: Sequence[Sequence[str]],
+                 protocol: str = "document") -> dict[str, float]:
     """UMass and NPMI (mean and max over topics, NaN topics skipped) on ``reference`` token lists.
 
+    ``protocol``: how co-occurrences are counted and smoothed, a key of
+    :data:`~mpmkit_text.coherence.PROTOCOLS` (``"document"``: whole test documents, UMass with +1;
+    ``"gensim"``: gensim's ``u_mass`` and ``c_npmi`` with its 10-token sliding windows).
     A topic scores NaN when fewer than two of its words occur in the reference documents.
     """
     items = list(topics.values()) if isinstance(topics, Mapping) else list(topics)
     out: dict[str, float] = {"n_topics": len(items)}
-    for measure in ("umass", "npmi"):
-        raw = np.asarray(coherence(items, reference, measure), np.float64) if items else np.zeros(0)
+    scores = coherence_protocol(items, reference, protocol) if items else {m: np.zeros(0) for m in MEASURES}
+    for measure in MEASURES:
+        raw = np.asarray(scores[measure], np.float64)
         s = raw[np.isfinite(raw)]
         out[f"{measure}_mean"] = float(s.mean()) if s.size else float("nan")
         out[f"{measure}_max"] = float(s.max()) if s.size else float("nan")
         out[f"{measure}_per_topic"] = [float(v) for v in raw]  # aligned with the topics, NaN kept
+    return out
+
+
+def score_all_protocols(topics: Mapping | Sequence, reference: Sequence[Sequence[str]],
+                        primary: str = "document") -> dict[str, float]:
+    """:func:`score_topics` under every protocol.
+
+    Keys: ``n_topics``; the ``primary`` protocol's ``umass_mean``, ``umass_max``, ``npmi_mean``,
+    ``npmi_max`` and ``*_per_topic`` unprefixed; every protocol's means and maxima (the primary's
+    too) as ``{protocol}_{measure}_{mean|max}``, with per-topic lists as
+    ``{protocol}_{measure}_per_topic``.
+    """
+    if primary not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {primary!r}")
+    out: dict = {}
+    for protocol in PROTOCOLS:
+        s = score_topics(topics, reference, protocol)
+        out["n_topics"] = s.pop("n_topics")
+        if protocol == primary:
+            out.update(s)
+        out.update({f"{protocol}_{k}": v for k, v in s.items()})
     return out
 
 

@@ -66,14 +66,20 @@ def test_coherence_identical_for_lda_and_mpm(fitted, setup):
     lines = (run / "topics.txt").read_text().splitlines()
     mpm = [ln.split("\t")[-1].split() for ln in lines if not ln.startswith("#") and not ln.startswith("lda")]
     lda = [ln.split("\t")[-1].split() for ln in lines if ln.startswith("lda")]
+    assert m["coherence_protocol"] == "document"
     for topics, prefix in ((mpm, "mpm"), (lda, "lda")):
         s = score_topics(topics, reference)
+        g = score_topics(topics, reference, "gensim")
         for measure in ("umass", "npmi"):
             direct = coherence(topics, reference, measure)
             direct = direct[~(direct != direct)]
             assert s[f"{measure}_mean"] == pytest.approx(m[f"{prefix}_{measure}_mean"], abs=1e-12)
             assert s[f"{measure}_mean"] == pytest.approx(float(direct.mean()), abs=1e-12)
             assert s[f"{measure}_max"] == pytest.approx(m[f"{prefix}_{measure}_max"], abs=1e-12)
+            # every protocol is written with a prefix; the unprefixed keys are the configured one
+            assert m[f"{prefix}_document_{measure}_mean"] == m[f"{prefix}_{measure}_mean"]
+            for stat in ("mean", "max"):
+                assert g[f"{measure}_{stat}"] == pytest.approx(m[f"{prefix}_gensim_{measure}_{stat}"], abs=1e-12)
 
 
 def test_cli_fit_then_evaluate(setup, tmp_path):
@@ -92,3 +98,11 @@ def test_cli_fit_then_evaluate(setup, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(m["mpm_umass_mean"]) and (out / "topics.txt").exists() and "lda_umass_mean" not in m
+    # the other protocol as the unprefixed one: a separate metrics file, same per-protocol numbers
+    r = CliRunner().invoke(main, ["evaluate", str(out), "--set", "coherence_protocol=gensim"])
+    assert r.exit_code == 0, r.output
+    (g,) = out.glob("metrics-*gensim*.json")
+    g = json.loads(g.read_text())
+    assert g["coherence_protocol"] == "gensim" and g["mpm_umass_mean"] == g["mpm_gensim_umass_mean"]
+    assert g["mpm_gensim_npmi_mean"] == pytest.approx(m["mpm_gensim_npmi_mean"], abs=1e-12)
+    assert g["mpm_document_umass_mean"] == pytest.approx(m["mpm_umass_mean"], abs=1e-12)
