@@ -41,7 +41,7 @@ def slots_of(run_dir: Path):
     batch = collate(test)
     with torch.no_grad():
         inf = run.model.infer(batch, steps=run.cfg.family.eval_inner_steps or run.cfg.inner_steps,
-                              solver=run.family.eval_solver(run.cfg))
+                              solver=run.family.eval_solver(run.cfg, run.model))
         mu = run.model.potential.slot_means(inf.lam) * run.model.likelihood.scale
     return mu.numpy(), inf.q.numpy()
 

@@ -48,7 +48,8 @@ def curve_fg_ari(run_dir: Path, n: int) -> float:
     from mpmkit_image.metrics import fg_ari
 
     run = open_run(run_dir, "latest")
-    res = infer_scenes(run.model, run.splits.test[:n], run.cfg.family.eval_inner_steps or run.cfg.inner_steps)
+    res = infer_scenes(run.model, run.splits.test[:n], run.cfg.family.eval_inner_steps or run.cfg.inner_steps,
+                       solver=run.family.eval_solver(run.cfg, run.model))  # as the final evaluation does
     return fg_ari(res["labels"], res["pred"])
 
 

@@ -33,7 +33,7 @@ class TrainConfig:
     solver_options: dict[str, Any] = field(default_factory=dict)  #: keyword options of the solver, e.g. {num_steps: 50}
     backward: Literal["full", "truncated", "implicit"] = "full"
     inner_steps: int = 3
-    beta: float = 1.0  #: entropy scale β of Sec. 5.1
+    beta: float = 1.0  #: β of Sec. 5.1, scaling −KL(q ‖ p(z | λ)) (= the entropy up to a constant for uniform p(z))
     device: str = "auto"
     log_every: int = 10  #: outer steps between metric rows
     checkpoint_every: int = 0  #: outer steps between checkpoints (0: once per epoch)

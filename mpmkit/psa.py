@@ -184,7 +184,7 @@ class PSAEM(FixedPointSolver):
                 top = torch.zeros_like(kept).scatter_(-1, nk.argmax(-1, keepdim=True), 1.0)
                 kept = torch.where(kept.sum(-1, keepdim=True) > 0, kept, top * nk)  # never prune every slot
                 alive = kept > 0
-                frac = kept / kept.sum(-1, keepdim=True)
+                frac = kept / kept.sum(-1, keepdim=True).clamp_min(tiny)  # 0 only for a dataset with no observation
                 # log of the kept slots only (log 0 would send inf · 0 = NaN into the backward pass)
                 log_pi = torch.where(alive, torch.log(torch.where(alive, frac, torch.ones_like(frac))).clamp_min(DEAD),
                                      torch.full_like(frac, DEAD))
@@ -207,6 +207,18 @@ class PSAEM(FixedPointSolver):
             var = (s2 - 2 * mu * s1 + nk.unsqueeze(-1) * mu**2) / safe_nk
             log_var = torch.where(has_data, var.clamp_min(self.var_floor).log(), s.log_var)
         return pack(mu, log_var, log_pi)
+
+
+def with_prune_mass(solver, prune_mass: float) -> PSAEM:
+    """A copy of the PSA-EM ``solver`` (all its other settings kept) with in-loop ARD at
+    ``prune_mass``; a plain ``PSAEM(prune_mass=...)`` when ``solver`` is not PSA-EM."""
+    if isinstance(solver, PSAEM):
+        out = copy.copy(solver)
+        if not 0 <= prune_mass < 1:
+            raise ValueError(f"prune_mass is a fraction of the observations in [0, 1), got {prune_mass}")
+        out.prune_mass = float(prune_mass)
+        return out
+    return PSAEM(prune_mass=prune_mass)
 
 
 def active_slots(lam: Tensor, tau: float = 0.05) -> Tensor:

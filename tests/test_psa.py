@@ -242,3 +242,49 @@ def test_an_empty_slot_keeps_its_values_and_gets_finite_gradients(base):
     loss = out.lam.sum() + (out.q * torch.arange(3.0, dtype=out.q.dtype)).sum()
     loss.backward()
     assert torch.isfinite(lam0.grad).all() and torch.isfinite(g.grad).all()
+
+
+def test_a_nearly_empty_slot_in_float32_gets_finite_gradients():
+    """N_k tiny but not 0 (below the "has data" threshold) in float32: the gradients through the
+    σ² and μ updates stay finite (a guard; the earlier code passes it too)."""
+    g = torch.randn(1, 50, 2, generator=torch.Generator().manual_seed(0))
+    mu = torch.tensor([[[0.0, 0.0], [11.0, 0.0]]])
+    lam0 = pack(mu, torch.zeros_like(mu), torch.full((1, 2), -math.log(2))).requires_grad_(True)
+    pot = PSAPotential()
+    p = InnerProblem(g=g, mask=torch.ones(1, 50, dtype=torch.bool), prior=PSAPrior(), potential=pot, lam0=lam0,
+                     log_pz=pot.log_mixing)
+    nk = PSAEM().posterior(p, lam0).sum(1)[0, 1]
+    assert 0 < float(nk) < 1e-8  # the case: has data "no", but not exactly zero
+    out = PSAEM().solve(p, 2)
+    (grad,) = torch.autograd.grad(unpack(out.lam).log_var.sum() + unpack(out.lam).mu.sum(), lam0)
+    assert torch.isfinite(grad).all()
+
+
+def test_with_prune_mass_keeps_the_solvers_other_options():
+    from mpmkit.psa import with_prune_mass
+
+    base = PSAEM(backward="implicit", var_floor=0.05, learn_mixing=True, prune_mass=0.03, prune_after=2)
+    out = with_prune_mass(base, 0.0)
+    assert out is not base and out.prune_mass == 0.0 and base.prune_mass == 0.03
+    assert (out.var_floor, out.prune_after, out.backward) == (0.05, 2, "implicit")
+    assert with_prune_mass(None, 0.1).prune_mass == 0.1
+    with pytest.raises(ValueError, match="prune_mass"):
+        with_prune_mass(base, 1.0)
+
+
+def test_beta_zero_drops_the_mixing_term_so_nothing_rewards_one_slot():
+    """With PSA's π, E_q[log π] is part of −KL(q ‖ p(z | λ)); β = 0 must drop it with the entropy
+    (at weight 1 it is maximised by putting every observation in one slot)."""
+    torch.manual_seed(0)
+    model = MPM(prior=PSAPrior(GMMPrior(2, 2)), likelihood=_DiagGaussianLikelihood(), potential=PSAPotential(),
+                solver=PSAEM(), num_slots=3, slot_dim=2, beta=0.0)
+    from mpmkit import Batch
+
+    batch = Batch(x=torch.randn(2, 30, 2) * 3, mask=torch.ones(2, 30, dtype=torch.bool))
+    inf = model.infer(batch)
+    t = model.elbo(batch, inf)
+    n = batch.mask.sum()
+    assert torch.allclose(t.loss(), -(t.log_prior + t.log_lik).sum() / n)
+    assert float(t.log_pz.abs().sum()) > 0  # the term exists and is left out
+    t1 = model.elbo(batch, inf, beta=1.0)
+    assert torch.allclose(t1.total, t1.log_prior + t1.log_lik + t1.log_pz + t1.entropy)

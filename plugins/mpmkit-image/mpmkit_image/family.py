@@ -22,7 +22,7 @@ from mpmkit import Family, MPM, Splits
 from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
-from mpmkit.psa import PSAEM, AggregatePosterior, active_slots
+from mpmkit.psa import AggregatePosterior, active_slots, unpack, with_prune_mass
 
 from .data import SceneList, collate, pixel_colours, scenes_from_arrays
 from .metrics import ari_scores
@@ -76,9 +76,12 @@ class TetrominoesOptions:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
         if not 1 <= len(self.num_objects) <= 2 or not 1 <= min(self.num_objects) <= max(self.num_objects) <= 6:
             raise ConfigError(f"num_objects must be [n] or [min, max] within 1..6, got {self.num_objects}")
-        if max(self.num_objects) + 1 > self.num_slots:
+        if self.local == "psa" and not self.tfrecord and max(self.num_objects) + 1 > self.num_slots:
             raise ConfigError(f"num_slots={self.num_slots} cannot hold up to {max(self.num_objects)} objects and the "
-                              f"background; set num_slots >= {max(self.num_objects) + 1}")
+                              f"background, so ARD cannot count them; set num_slots >= {max(self.num_objects) + 1}")
+        if self.local == "psa" and self.ard_tau <= 0:
+            raise ConfigError("ard_tau must be > 0 with local=psa (slots with π_k < ard_tau are pruned and not counted; "
+                              f"0 would count every slot), got {self.ard_tau}")
         for key in ("ard_tau", "ard_prune", "ard_prune_train"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} is a fraction of an image's pixels in [0, 1), got {getattr(self, key)}")
@@ -190,7 +193,7 @@ class TetrominoesFamily(Family):
         if o.local == "psa" and cfg.solver == "slot-attention":
             raise ConfigError("local=psa runs PSA's EM inner loop; the slot-attention solver has its own "
                               "update (GRU). Use solver=coordinate-ascent (= psa-em under local=psa) or psa-em")
-        if o.local == "psa" and cfg.solver == "coordinate-ascent":  # Proposition 1 generalised to PSA's GMM
+        if o.local == "psa" and cfg.solver in ("coordinate-ascent", "psa-em"):  # Proposition 1 generalised to PSA's GMM
             options = {"prune_mass": o.ard_prune_train, **cfg.solver_options}
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, solver="psa-em", solver_options=options))
         return build_mpm(solver_from_config(cfg), decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
@@ -200,18 +203,19 @@ class TetrominoesFamily(Family):
                          # the slot-attention solver already draws its own learned noise on λ⁰
                          slot_noise=0.0 if cfg.solver == "slot-attention" else o.slot_noise)
 
-    def eval_solver(self, cfg: Config):
-        """The test-time inner solver: the model's own, or PSA-EM with in-loop ARD when ``ard_prune > 0``."""
+    def eval_solver(self, cfg: Config, model: MPM | None = None):
+        """The test-time inner solver. PSA: the model's own PSA-EM (its options kept) with in-loop
+        ARD at ``ard_prune`` (0: none, whatever training used); otherwise the model's own (None)."""
         o = cfg.family
-        if o.local == "psa" and o.ard_prune > 0:
-            return PSAEM(prune_mass=o.ard_prune)
-        return None
+        if o.local != "psa":
+            return None
+        return with_prune_mass(model.solver if model is not None else None, o.ard_prune)
 
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
         o, seed = cfg.family, cfg.train.seed
         t0 = time.perf_counter()
         test = splits.test if not o.eval_limit else splits.test[: o.eval_limit]
-        res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg))
+        res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg, model))
         labels, pred = res["labels"], res["pred"]
         fg = ari_scores(labels, pred, foreground_only=True)
         metrics: dict[str, Any] = {
@@ -254,7 +258,7 @@ class TetrominoesFamily(Family):
         active = active_slots(lam, o.ard_tau)
         inferred = active.sum(-1).numpy() - 1
         truth = object_counts(res["labels"])
-        pi = torch.softmax(lam[..., -1], -1).sort(-1, descending=True).values.numpy()
+        pi = unpack(lam).pi.sort(-1, descending=True).values.numpy()
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = ["image,true_objects,inferred_objects," + ",".join(f"pi_{k}" for k in range(pi.shape[1]))]
         rows += [f"{i},{t},{n}," + ",".join(f"{v:.4f}" for v in p) for i, (t, n, p) in enumerate(zip(truth, inferred, pi))]
@@ -277,12 +281,13 @@ class TetrominoesFamily(Family):
         o = cfg.family
         train = splits.train[:max_train]
         train = type(train)(train.images, train.labels, train.rows, 0)  # every pixel, no random subset
-        res = infer_scenes(model, train, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg))
+        res = infer_scenes(model, train, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg, model))
         lam = torch.from_numpy(res["lam_full"])
         agg = AggregatePosterior.from_lambdas(lam, tau=o.ard_tau)
         gen = torch.Generator().manual_seed(cfg.train.seed)
         mu = agg.sample(num, o.num_slots, generator=gen)
-        real = res["image"][:num].reshape(-1, 35, 35, 3)
+        side = int(round(res["image"].shape[1] ** 0.5))
+        real = res["image"][:num].reshape(-1, side, side, 3)
         return samples_figure(path, decode_slots(model, mu), real)
 
 @torch.no_grad()

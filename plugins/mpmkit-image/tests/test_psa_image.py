@@ -110,7 +110,18 @@ def test_family_options(tmp_path):
     with pytest.raises(ConfigError, match="slot-attention"):
         family.build_model(config_for("tetrominoes", {"local": "psa", "solver": "slot-attention"}))
     with pytest.raises(ConfigError, match="num_slots >= 5"):
-        config_for("tetrominoes", {"num_objects": [1, 4]})
+        config_for("tetrominoes", {"num_objects": [1, 4], "local": "psa"})
+    config_for("tetrominoes", {"num_objects": [1, 4]})  # MPM with fewer slots than entities: allowed
+    with pytest.raises(ConfigError, match="ard_tau"):
+        config_for("tetrominoes", {"local": "psa", "ard_tau": 0.0})
+    # an explicit solver=psa-em gets the same training ARD; evaluation keeps the solver's options
+    cfg = config_for("tetrominoes", {"local": "psa", "solver": "psa-em", "num_global": 5,
+                                     "solver_options": {"var_floor": 0.05}, "ard_prune": 0.0})
+    model = family.build_model(cfg)
+    assert model.solver.prune_mass == 0.03 and model.solver.var_floor == 0.05
+    ev = family.eval_solver(cfg, model)
+    assert ev.prune_mass == 0.0 and ev.var_floor == 0.05 and model.solver.prune_mass == 0.03
+    assert family.eval_solver(config_for("tetrominoes", {}), model) is None
     with pytest.raises(ConfigError, match="num_objects"):
         config_for("tetrominoes", {"num_objects": [1, 2, 3]})
     with pytest.raises(ConfigError, match="local"):

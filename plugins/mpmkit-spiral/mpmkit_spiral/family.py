@@ -17,7 +17,7 @@ from mpmkit.errors import ConfigError
 
 from .data import SpiralDataset, collate, generate, split
 from .model import build_mpm
-from mpmkit.psa import PSAEM, AggregatePosterior, active_slots, pack
+from mpmkit.psa import PSAEM, AggregatePosterior, active_slots, pack, with_prune_mass
 from .transforms import CouplingFlow, SpiralTransform
 
 
@@ -180,11 +180,12 @@ class SpiralGMMFamily(Family):
                 model.lambda0.copy_(ring)
         return model
 
-    def eval_solver(self, cfg: Config):
-        """The test-time inner solver: the training one, or PSA-EM with ARD pruning when asked."""
+    def eval_solver(self, cfg: Config, model: MPM | None = None):
+        """The test-time inner solver: the training one, or (PSA, ``ard_prune > 0``) the model's
+        PSA-EM with its options kept and in-loop ARD at ``ard_prune``."""
         o = cfg.family
         if o.local == "psa" and o.ard_prune > 0:
-            return PSAEM(prune_mass=o.ard_prune)
+            return with_prune_mass(model.solver if model is not None else None, o.ard_prune)
         return None
 
     @torch.no_grad()
@@ -196,7 +197,7 @@ class SpiralGMMFamily(Family):
         for i in range(0, len(datasets), batch_size):
             chunk = datasets[i:i + batch_size]
             batch = collate(chunk).to(device)
-            inf = model.infer(batch, steps=steps, solver=self.eval_solver(cfg))
+            inf = model.infer(batch, steps=steps, solver=self.eval_solver(cfg, model))
             pred = inf.q.argmax(-1).cpu().numpy()
             u = (inf.g * model.likelihood.scale).cpu().numpy()
             lambdas.append(inf.lam.cpu())
