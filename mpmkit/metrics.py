@@ -43,7 +43,7 @@ def _affine_apply(w: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.concatenate([a, np.ones((len(a), 1))], 1) @ w
 
 
-def smcc(slots_a, slots_b, q_a=None, q_b=None, rounds: int = 10) -> float:
+def smcc(slots_a, slots_b, q_a=None, q_b=None, rounds: int = 10, min_mass: float = 0.0) -> float:
     """Slot mean correlation coefficient between two runs' slots for the same inputs (PSA, Kori et al.).
 
     ``slots_a [M, K, Da]``, ``slots_b [M, K, Db]``. Slots are matched per input — by the overlap of
@@ -52,6 +52,10 @@ def smcc(slots_a, slots_b, q_a=None, q_b=None, rounds: int = 10) -> float:
     of the inputs and SMCC is the mean, over b's dimensions, of the Pearson correlation between
     mapped and actual slots on the other half (all inputs when M < 4). 1 = identical up to an
     affine map and a permutation of slots.
+
+    ``min_mass > 0`` (needs ``q_a``/``q_b``) leaves out matched pairs in which either slot explains
+    less than that fraction of an input's observations: a pruned or empty slot has no data to be
+    identified by, so its vector says nothing about identifiability.
     """
     a, b = np.asarray(slots_a, np.float64), np.asarray(slots_b, np.float64)
     if a.ndim != 3 or b.ndim != 3 or a.shape[:2] != b.shape[:2]:
@@ -72,10 +76,20 @@ def smcc(slots_a, slots_b, q_a=None, q_b=None, rounds: int = 10) -> float:
                 break
             perm = new
     bm = np.take_along_axis(b, perm[..., None], 1)
+    keep = np.ones((m, k), bool)
+    if min_mass > 0:
+        if q_a is None or q_b is None:
+            raise ValueError("smcc's min_mass needs q_a and q_b (the observations each slot explains)")
+        mass_a, mass_b = qa.sum(1) / qa.shape[1], qb.sum(1) / qb.shape[1]  # [M, K]
+        keep = (mass_a >= min_mass) & (np.take_along_axis(mass_b, perm, 1) >= min_mass)
     fit, ev = (np.arange(m) % 2 == 0, np.arange(m) % 2 == 1) if m >= 4 else (np.ones(m, bool),) * 2
-    w = _affine_fit(a[fit].reshape(-1, a.shape[-1]), bm[fit].reshape(-1, b.shape[-1]))
-    pred = _affine_apply(w, a[ev].reshape(-1, a.shape[-1]))
-    true = bm[ev].reshape(-1, b.shape[-1])
+    fit_rows, ev_rows = keep & fit[:, None], keep & ev[:, None]
+    if fit_rows.sum() <= a.shape[-1] or ev_rows.sum() < 2:
+        raise ValueError(f"smcc: too few slot pairs left ({int(fit_rows.sum())} to fit, {int(ev_rows.sum())} to "
+                         f"score) with min_mass={min_mass}; lower min_mass or give more inputs")
+    w = _affine_fit(a[fit_rows], bm[fit_rows])
+    pred = _affine_apply(w, a[ev_rows])
+    true = bm[ev_rows]
     pc, tc = pred - pred.mean(0), true - true.mean(0)
     denom = np.sqrt((pc**2).sum(0) * (tc**2).sum(0))
     corr = np.where(denom > 0, (pc * tc).sum(0) / np.where(denom > 0, denom, 1), 0.0)

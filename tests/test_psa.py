@@ -288,3 +288,20 @@ def test_beta_zero_drops_the_mixing_term_so_nothing_rewards_one_slot():
     assert float(t.log_pz.abs().sum()) > 0  # the term exists and is left out
     t1 = model.elbo(batch, inf, beta=1.0)
     assert torch.allclose(t1.total, t1.log_prior + t1.log_lik + t1.log_pz + t1.entropy)
+
+
+def test_smcc_min_mass_leaves_out_empty_slots():
+    """Two runs whose active slots are affinely related but whose empty slots hold noise: with the
+    empty slots left out (min_mass), SMCC is 1; with them in, it is lower."""
+    rng = np.random.default_rng(0)
+    m, k, n = 40, 3, 20
+    a = rng.normal(size=(m, k, 2))
+    b = a @ np.array([[2.0, 0.5], [-0.3, 1.0]]) + 1.0
+    b[:, 2] = rng.normal(size=(m, 2)) * 5  # slot 2 is empty in b (and in a): arbitrary vectors
+    q = np.zeros((m, n, k))
+    q[:, :12, 0] = 1
+    q[:, 12:, 1] = 1
+    assert smcc(a, b, q, q, min_mass=0.05) == pytest.approx(1.0, abs=1e-9)
+    assert smcc(a, b, q, q) < 0.95
+    with pytest.raises(ValueError, match="needs q_a"):
+        smcc(a, b, min_mass=0.05)
