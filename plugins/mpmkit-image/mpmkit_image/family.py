@@ -62,6 +62,11 @@ class TetrominoesOptions:
     gmm_baseline: bool = True  #: also score a per-image GaussianMixture on (colour, position)
     figures: bool = True  #: write fig4_segmentation.png and fig5_global_clusters.png
 
+    @property
+    def object_count(self):
+        """``num_objects`` as the generator takes it: an int, or an inclusive (min, max) range."""
+        return self.num_objects[0] if len(self.num_objects) == 1 else tuple(self.num_objects)
+
     def validate(self) -> None:
         if self.num_images < 10:
             raise ConfigError(f"num_images must be >= 10 for an 80/10/10 split, got {self.num_images}")
@@ -106,8 +111,7 @@ def load_arrays(o: TetrominoesOptions) -> dict:
         else:
             from .tetrominoes import load_or_generate
 
-            count = o.num_objects[0] if len(o.num_objects) == 1 else tuple(o.num_objects)
-            data = load_or_generate(o.num_images, o.data_seed, cache_dir=o.cache_dir or None, num_objects=count)
+            data = load_or_generate(o.num_images, o.data_seed, cache_dir=o.cache_dir or None, num_objects=o.object_count)
         _CACHE.clear()
         _CACHE[key] = {"image": data["image"], "mask": data["mask"]}
     return _CACHE[key]
@@ -291,16 +295,12 @@ class TetrominoesFamily(Family):
         return samples_figure(path, decode_slots(model, mu), real)
 
 @torch.no_grad()
-def decode_slots(model: MPM, mu: torch.Tensor, count: torch.Tensor | None = None, size: int = 35) -> np.ndarray:
-    """Decode slot sets ``mu [n, K, D]`` (only the first ``count[i]`` slots of set i when given)
-    into images ``[n, size, size, 3]``, composed with the decoder's alpha masks."""
-    lik = model.likelihood
-    n, k, _ = mu.shape
+def decode_slots(model: MPM, mu: torch.Tensor, size: int = 35) -> np.ndarray:
+    """Decode slot sets ``mu [n, K, D]`` (every slot) into images ``[n, size, size, 3]``, composed
+    with the decoder's alpha masks as the additive likelihood composes them."""
+    n = mu.shape[0]
     device = next(model.parameters()).device
     index = torch.arange(size * size, device=device).expand(n, -1)
-    rgb, alpha = lik.decoder(mu.to(device), index, (size, size))
-    if count is not None:
-        alpha = alpha.masked_fill(~(torch.arange(k, device=device) < count.to(device)[:, None]).unsqueeze(1), float("-inf"))
-    w = torch.softmax(alpha, -1)
-    img = (w.unsqueeze(-1) * rgb).sum(2).clamp(0, 1)
+    rgb, alpha = model.likelihood.decoder(mu.to(device), index, (size, size))
+    img = (torch.softmax(alpha, -1).unsqueeze(-1) * rgb).sum(2).clamp(0, 1)
     return img.reshape(n, size, size, 3).cpu().numpy()
