@@ -64,7 +64,7 @@ seeds = [42, 43]
 smcc_images = 200
 if SMALL:
     common.update(num_images=100, max_steps=4, eval_limit=10, batch_size=8)
-    smcc_images = 8
+    smcc_images = 30
 
 # %% [markdown]
 # ## 2. Three models, same harness

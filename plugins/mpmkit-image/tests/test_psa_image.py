@@ -168,9 +168,9 @@ def test_fit_and_evaluate_psa_on_variable_counts(psa_runs):
 def test_smcc_between_runs_is_one_for_a_run_with_itself(psa_runs):
     from mpmkit_image.identifiability import pairwise_smcc
 
-    same = pairwise_smcc([psa_runs[0], psa_runs[0]], num_images=8)
+    same = pairwise_smcc([psa_runs[0], psa_runs[0]], num_images=30)
     assert same["mean"] == pytest.approx(1.0, abs=1e-4)
-    other = pairwise_smcc(psa_runs, num_images=8)
+    other = pairwise_smcc(psa_runs, num_images=30)
     assert -1.0 <= other["mean"] <= 1.0 and len(other["pairs"]) == 1
     with pytest.raises(ValueError, match="at least 2"):
         pairwise_smcc(psa_runs[:1])
