@@ -50,6 +50,7 @@ class TetrominoesOptions:
     slot_dim: int = 0  #: D (0: 32 for fast, 64 for paper)
     channels: int = 0  #: conv channels (0: 16 for fast, 64 for paper)
     hidden: int = 64  #: width of the fast decoder's MLP
+    encoder_position: bool = True  #: add the soft position embedding to g_φ (false: g sees colours and local shape only)
     sigma: float = 0.1  #: σ of the Gaussian pixel likelihood (the paper: 1, i.e. ½‖x − f‖²; 0.1 trains faster)
     prior_scale: float = 1.0  #: σ of each global GMM component
     slot_noise: float = 0.3  #: initial σ of the training-only noise on λ⁰ (learned; 0: none; see NoisyInitMPM)
@@ -202,7 +203,8 @@ class TetrominoesFamily(Family):
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, solver="psa-em", solver_options=options))
         return build_mpm(solver_from_config(cfg), decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
-                         hidden=o.hidden, inner_steps=cfg.inner_steps, beta=cfg.beta, sigma=o.sigma,
+                         hidden=o.hidden, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
+                         beta=cfg.beta, sigma=o.sigma,
                          prior_scale=o.prior_scale,
                          # the slot-attention solver already draws its own learned noise on λ⁰
                          slot_noise=0.0 if cfg.solver == "slot-attention" else o.slot_noise)

@@ -62,14 +62,15 @@ def gather_pixels(features: Tensor, index: Tensor) -> Tensor:
 class Encoder(nn.Module):
     """Conv stack + soft position embedding + per-pixel MLP + normalisation → ``[B, H*W, D]``."""
 
-    def __init__(self, convs: list[tuple[int, int]], channels: int, slot_dim: int, norm: str = "layer"):
+    def __init__(self, convs: list[tuple[int, int]], channels: int, slot_dim: int, norm: str = "layer",
+                 position: bool = True):
         super().__init__()
         layers, c_in = [], 3
         for c_out, k in convs:
             layers += [nn.Conv2d(c_in, c_out, k, padding=k // 2), nn.ReLU()]
             c_in = c_out
         self.convs = nn.Sequential(*layers)
-        self.position = nn.Linear(4, channels)  # soft position embedding
+        self.position = nn.Linear(4, channels) if position else None  # soft position embedding
         self.mlp = nn.Sequential(nn.LayerNorm(channels) if norm == "layer" else nn.Identity(),
                                  nn.Linear(channels, slot_dim), nn.ReLU(), nn.Linear(slot_dim, slot_dim))
         self.norm_kind = norm
@@ -78,7 +79,8 @@ class Encoder(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         b, _, h, w = image.shape
         f = self.convs(image).flatten(2).transpose(1, 2)  # [B, HW, C]
-        f = f + self.position(position_grid(h, w, image.device))
+        if self.position is not None:
+            f = f + self.position(position_grid(h, w, image.device))
         g = self.mlp(f)
         if self.norm_kind == "batch":  # over all pixels of the batch (every pixel of every image is real)
             return self.norm(g.reshape(b * h * w, -1)).reshape(b, h * w, -1)
@@ -265,7 +267,7 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               num_global: int = 100, slot_dim: int | None = None, channels: int | None = None,
               hidden: int = 64, inner_steps: int = 3, beta: float = 0.0, sigma: float = 1.0,
               prior_scale: float = 1.0, size: int = 35, slot_init: float = 0.1, embed_scale: float = 1.0,
-              absolute_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
+              absolute_position: bool = True, encoder_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
               ard_tau: float = 0.0) -> MPM:
     """The object-centric MPM for ``decoder`` ∈ {additive, mixture}, ``arch`` ∈ {fast, paper} and
     ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²).
@@ -275,11 +277,11 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
     """
     if arch == "paper":
         d, c = slot_dim or 64, channels or 64
-        encoder = Encoder([(c, 5)] * 4 + [(c, 3)] * 2, c, d, norm="batch")
+        encoder = Encoder([(c, 5)] * 4 + [(c, 3)] * 2, c, d, norm="batch", position=encoder_position)
         dec = PaperDecoder(d, c, size)
     elif arch == "fast":
         d, c = slot_dim or 32, channels or 16
-        encoder = Encoder([(c, 3)] * 3, c, d, norm="layer")
+        encoder = Encoder([(c, 3)] * 3, c, d, norm="layer", position=encoder_position)
         dec = BroadcastDecoder(d, hidden=hidden, absolute=absolute_position)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")

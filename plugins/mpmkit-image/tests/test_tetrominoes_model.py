@@ -221,3 +221,19 @@ def test_slot_noise_only_in_training_seeded_and_learned(scenes):
     assert model.lambda0.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="slot_noise"):
         tiny(slot_noise=-1.0)
+
+
+def test_encoder_without_position_gives_the_inner_pixels_of_a_blank_image_one_embedding():
+    from mpmkit_image.data import Scene
+
+    blank = Scene(torch.zeros(3, 35, 35), torch.zeros(1225, dtype=torch.long))
+    batch = collate([blank])
+    with torch.no_grad():
+        g = tiny(encoder_position=False).eval().potential.embed(batch.x, batch.mask)
+        g_pos = tiny().eval().potential.embed(batch.x, batch.mask)
+    # away from the border (3 convs of 3x3 see the zero padding up to 3 pixels in) every pixel is alike
+    inner = torch.zeros(35, 35, dtype=torch.bool)
+    inner[3:-3, 3:-3] = True
+    gi, gpi = g[0][inner.reshape(-1)], g_pos[0][inner.reshape(-1)]
+    assert torch.allclose(gi, gi[:1].expand_as(gi), atol=1e-5)
+    assert not torch.allclose(gpi, gpi[:1].expand_as(gpi), atol=1e-3)
