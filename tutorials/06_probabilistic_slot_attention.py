@@ -121,7 +121,7 @@ for name, row in table.items():
 #   the sorted π; `metrics.json` holds the confusion (`ard_confusion`, true → inferred);
 # * `psa-seed42/psa_samples.png`: new scenes decoded from slot sets drawn from the aggregate
 #   posterior (top row) beside training images (bottom row);
-# * `fig4_segmentation.png` in every run: pruned slots have empty masks.
+# * `fig4_segmentation.png` in every run: in the PSA runs pruned slots have empty masks.
 
 # %%
 psa_run = Path(results["PSA"][0]["run"])

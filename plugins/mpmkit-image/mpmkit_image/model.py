@@ -170,7 +170,10 @@ class _Decoded:
     """Shared decode step of the image likelihoods.
 
     ``local="mpm"``: λ_ik is the slot vector. ``local="psa"``: λ_ik = (μ, log σ², log π) and the
-    decoder reads μ; slots with π_k < ``ard_tau`` are pruned (automatic relevance determination).
+    decoder reads μ; at evaluation slots with π_k < ``ard_tau`` are pruned (automatic relevance
+    determination): their alpha is −inf, so the additive masks leave them out. The mixture decoder's
+    masks are q, which already follows π (a slot annihilated in the loop has q = 0; one just below τ
+    keeps its few pixels).
     """
 
     decoder: nn.Module
