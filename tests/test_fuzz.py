@@ -78,7 +78,7 @@ def test_train_config_keys_are_all_fuzzed_types():  # every core key type is one
 
 
 # -- AP parser -----------------------------------------------------------------------------------------------
-TAGS = ["<DOC>", "</DOC>", "<DOCNO>", "</DOCNO>", "<TEXT>", "</TEXT>", "<DOC", "\n", " ", "AP88-1", "words here", ">", "<"]
+TAGS = ["<DOC>", "</DOC>", "<DOCNO>", "</DOCNO>", "<TEXT>", "</TEXT>", "<DOC", "\n", " ", "XX88-1", "words here", ">", "<"]
 
 
 @FUZZ
