@@ -34,6 +34,8 @@ import time
 
 import torch
 
+from problem_size import add_size_args
+
 MODES = ("full", "truncated", "implicit")
 
 
@@ -106,11 +108,7 @@ def run_one(mode: str, T: int, B: int, N: int, K: int, D: int, L: int, reps: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--B", type=int, default=64)
-    ap.add_argument("--N", type=int, default=1225)
-    ap.add_argument("--K", type=int, default=4)
-    ap.add_argument("--D", type=int, default=64)
-    ap.add_argument("--L", type=int, default=100)
+    add_size_args(ap)
     ap.add_argument("--T", type=int, nargs="+", default=[1, 3, 5, 10, 20])
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--reps", type=int, default=3)

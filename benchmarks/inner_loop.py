@@ -19,6 +19,8 @@ import time
 
 import torch
 
+from problem_size import add_size_args
+
 
 def naive_step(g, lam, nu):
     """Proposition 1 as written, with explicit difference tensors."""
@@ -72,11 +74,7 @@ def run_one(variant: str, B: int, N: int, K: int, D: int, L: int, T: int, reps: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--B", type=int, default=64)
-    ap.add_argument("--N", type=int, default=1225)
-    ap.add_argument("--K", type=int, default=4)
-    ap.add_argument("--D", type=int, default=64)
-    ap.add_argument("--L", type=int, default=100)
+    add_size_args(ap)
     ap.add_argument("--T", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
