@@ -10,15 +10,21 @@ from mpmkit.solvers.coordinate_ascent import CoordinateAscent
 from mpmkit.training import Trainer, to_device
 
 
-def test_amp_runs_on_cpu_with_the_inner_loop_in_fp32(tmp_path, toy_host, monkeypatch):
+def record_inner_precision(monkeypatch, solver_cls) -> list:
+    """Spy on ``solver_cls.update``: one (autocast on?, dtype of g, dtype of λ) per inner step."""
     seen = []
-    update = CoordinateAscent.update
+    update = solver_cls.update
 
     def spy(self, problem, lam):
         seen.append((torch.is_autocast_enabled("cpu"), problem.g.dtype, lam.dtype))
         return update(self, problem, lam)
 
-    monkeypatch.setattr(CoordinateAscent, "update", spy)
+    monkeypatch.setattr(solver_cls, "update", spy)
+    return seen
+
+
+def test_amp_runs_on_cpu_with_the_inner_loop_in_fp32(tmp_path, toy_host, monkeypatch):
+    seen = record_inner_precision(monkeypatch, CoordinateAscent)
     summary = Trainer(make_family("toy"), config_for("toy", {"epochs": 1, "amp": True}), tmp_path / "amp").fit()
     assert math.isfinite(summary["best_val"])
     assert seen and all(s == (False, torch.float32, torch.float32) for s in seen)
@@ -53,14 +59,7 @@ def test_any_solver_passed_to_infer_runs_in_fp32_under_autocast(monkeypatch):
         def log_prob(self, x, lam, mask):
             return gaussian_log_prob(x.unsqueeze(2), lam.unsqueeze(1))
 
-    seen = []
-    update = GradientAscent.update
-
-    def spy(self, problem, lam):
-        seen.append((torch.is_autocast_enabled("cpu"), problem.g.dtype, lam.dtype))
-        return update(self, problem, lam)
-
-    monkeypatch.setattr(GradientAscent, "update", spy)
+    seen = record_inner_precision(monkeypatch, GradientAscent)
     model = MPM(prior=GMMPrior(3, 2), likelihood=Lik(), potential=EuclideanPotential(torch.nn.Linear(2, 2)),
                 solver=CoordinateAscent(), num_slots=2, slot_dim=2)
     batch = Batch(x=torch.randn(2, 5, 2), mask=torch.ones(2, 5, dtype=torch.bool))
