@@ -25,9 +25,14 @@ def make_solver(name: str, backward: str = "full", **options: Any) -> Solver:
     return factory(backward=backward, **options)
 
 
-def solver_from_config(cfg) -> Solver:
-    """The solver a run's config asks for: ``solver``, ``backward`` and ``solver_options``."""
-    return make_solver(cfg.solver, cfg.backward, **dict(cfg.solver_options))
+def solver_from_config(cfg, local: str = "mpm", **defaults) -> Solver:
+    """The solver a run's config asks for: ``solver``, ``backward`` and ``solver_options``.
+
+    ``local="psa"`` (a family whose per-dataset GMM is PSA's): the closed-form coordinate ascent
+    is ``psa-em``, Proposition 1 generalised to mixing weights and variances. ``defaults`` are
+    solver options a family sets, which the config's ``solver_options`` override."""
+    name = "psa-em" if local == "psa" and cfg.solver == "coordinate-ascent" else cfg.solver
+    return make_solver(name, cfg.backward, **{**defaults, **dict(cfg.solver_options)})
 
 
 def _options_of(factory) -> list[str]:

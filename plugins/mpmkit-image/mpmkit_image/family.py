@@ -198,10 +198,9 @@ class TetrominoesFamily(Family):
         if o.local == "psa" and cfg.solver == "slot-attention":
             raise ConfigError("local=psa runs PSA's EM inner loop; the slot-attention solver has its own "
                               "update (GRU). Use solver=coordinate-ascent (= psa-em under local=psa) or psa-em")
-        if o.local == "psa" and cfg.solver in ("coordinate-ascent", "psa-em"):  # Proposition 1 generalised to PSA's GMM
-            options = {"prune_mass": o.ard_prune_train, **cfg.solver_options}
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, solver="psa-em", solver_options=options))
-        return build_mpm(solver_from_config(cfg), decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
+        psa_em = o.local == "psa" and cfg.solver in ("coordinate-ascent", "psa-em")
+        solver = solver_from_config(cfg, local=o.local, **({"prune_mass": o.ard_prune_train} if psa_em else {}))
+        return build_mpm(solver, decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
                          hidden=o.hidden, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
                          beta=cfg.beta, sigma=o.sigma,

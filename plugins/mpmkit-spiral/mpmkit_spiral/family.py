@@ -17,7 +17,7 @@ from mpmkit.errors import ConfigError
 
 from .data import SpiralDataset, collate, generate, split
 from .model import build_mpm
-from mpmkit.psa import PSAEM, AggregatePosterior, active_slots, pack, with_prune_mass
+from mpmkit.psa import AggregatePosterior, active_slots, pack, with_prune_mass
 from .transforms import CouplingFlow, SpiralTransform
 
 
@@ -161,10 +161,7 @@ class SpiralGMMFamily(Family):
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        if o.local == "psa" and cfg.solver == "coordinate-ascent":
-            solver = PSAEM(backward=cfg.backward, **cfg.solver_options)  # Proposition 1 generalised to PSA's local GMM
-        else:
-            solver = solver_from_config(cfg)
+        solver = solver_from_config(cfg, local=o.local)
         model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
                           beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local)
