@@ -129,35 +129,42 @@ class BroadcastDecoder(nn.Module):
     """Per-pixel MLP on (slot, position): a spatial-broadcast decoder with 1×1 convolutions.
 
     Input of pixel j for slot k: W_s μ_k + W_a fourier(p_j) + W_r (p_j − c_k)·scale, where the
-    centre c_k = tanh(W_c μ_k) is read from the slot (translation-aware shapes). Only the pixels
-    in ``index`` are decoded.
+    centre c_k = tanh(W_c μ_k) is read from the slot (translation-aware shapes); with
+    ``rel_freqs`` > 0 also W_f fourier(p_j − c_k), so a shape's edges can be sharp in the slot's own
+    frame (a ReLU MLP on the raw offset draws smooth blobs). Only the pixels in ``index`` are decoded.
     """
 
-    def __init__(self, slot_dim: int, hidden: int = 64, layers: int = 3, freqs: int = 5, absolute: bool = True):
+    def __init__(self, slot_dim: int, hidden: int = 64, layers: int = 3, freqs: int = 5, absolute: bool = True,
+                 rel_freqs: int = 0):
         super().__init__()
-        self.freqs = freqs
+        self.freqs, self.rel_freqs = freqs, rel_freqs
         self.slot_in = nn.Linear(slot_dim, hidden)
         self.pos_in = nn.Linear(4 * freqs + 2, hidden, bias=False) if absolute else None
         self.centre = nn.Linear(slot_dim, 2)
         self.rel_in = nn.Linear(2, hidden, bias=False)
+        self.rel_fourier = nn.Linear(4 * rel_freqs, hidden, bias=False) if rel_freqs > 0 else None
         body = []
         for _ in range(layers - 1):
             body += [nn.ReLU(), nn.Linear(hidden, hidden)]
         self.body = nn.Sequential(*body, nn.ReLU(), nn.Linear(hidden, 4))
 
-    def fourier(self, p: Tensor) -> Tensor:
-        f = (2.0 ** torch.arange(self.freqs, device=p.device, dtype=p.dtype)) * math.pi
+    @staticmethod
+    def fourier(p: Tensor, freqs: int) -> Tensor:
+        """[sin, cos](2^f π p) for f < ``freqs``, ``[..., 4·freqs]``."""
+        f = (2.0 ** torch.arange(freqs, device=p.device, dtype=p.dtype)) * math.pi
         a = p.unsqueeze(-1) * f  # [..., 2, F]
-        return torch.cat([p, a.sin().flatten(-2), a.cos().flatten(-2)], -1)
+        return torch.cat([a.sin().flatten(-2), a.cos().flatten(-2)], -1)
 
     def forward(self, lam: Tensor, index: Tensor, hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
         grid = position_grid(*hw, lam.device)[:, :2] * 2 - 1  # (y, x) in [-1, 1]
         p = grid[index]  # [B, N, 2]
         c = torch.tanh(self.centre(lam))  # [B, K, 2]
-        rel = (p.unsqueeze(2) - c.unsqueeze(1)) * 4.0  # [B, N, K, 2]
-        h = self.slot_in(lam).unsqueeze(1) + self.rel_in(rel)
+        offset = p.unsqueeze(2) - c.unsqueeze(1)  # [B, N, K, 2]
+        h = self.slot_in(lam).unsqueeze(1) + self.rel_in(offset * 4.0)
+        if self.rel_fourier is not None:
+            h = h + self.rel_fourier(self.fourier(offset, self.rel_freqs))
         if self.pos_in is not None:
-            h = h + self.pos_in(self.fourier(p)).unsqueeze(2)
+            h = h + self.pos_in(torch.cat([p, self.fourier(p, self.freqs)], -1)).unsqueeze(2)
         out = self.body(h)  # [B, N, K, 4]
         return out[..., :3], out[..., 3]
 
@@ -270,7 +277,7 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               num_global: int = 100, slot_dim: int | None = None, channels: int | None = None,
               hidden: int = 64, inner_steps: int = 3, beta: float = 0.0, sigma: float = 1.0,
               prior_scale: float = 1.0, size: int = 35, slot_init: float = 0.1, embed_scale: float = 1.0,
-              absolute_position: bool = True, encoder_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
+              absolute_position: bool = True, rel_freqs: int = 0, encoder_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
               ard_tau: float = 0.0) -> MPM:
     """The object-centric MPM for ``decoder`` ∈ {additive, mixture}, ``arch`` ∈ {fast, paper} and
     ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²).
@@ -285,7 +292,7 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
     elif arch == "fast":
         d, c = slot_dim or 32, channels or 16
         encoder = Encoder([(c, 3)] * 3, c, d, norm="layer", position=encoder_position)
-        dec = BroadcastDecoder(d, hidden=hidden, absolute=absolute_position)
+        dec = BroadcastDecoder(d, hidden=hidden, absolute=absolute_position, rel_freqs=rel_freqs)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if decoder == "additive":

@@ -237,3 +237,35 @@ def test_encoder_without_position_gives_the_inner_pixels_of_a_blank_image_one_em
     gi, gpi = g[0][inner.reshape(-1)], g_pos[0][inner.reshape(-1)]
     assert torch.allclose(gi, gi[:1].expand_as(gi), atol=1e-5)
     assert not torch.allclose(gpi, gpi[:1].expand_as(gpi), atol=1e-3)
+
+
+def test_relative_fourier_features_decode_in_the_slot_frame():
+    """With ``rel_freqs`` and no absolute position, a slot's output at pixel p depends on p − c_k only:
+    moving the slot centre by whole pixels moves its decoded rgb and alpha by the same pixels."""
+    from mpmkit_image.model import BroadcastDecoder
+
+    torch.manual_seed(0)
+    dec = BroadcastDecoder(8, hidden=16, absolute=False, rel_freqs=4)
+    lam = torch.randn(1, 1, 8)
+    step = 2.0 / 34  # one pixel on the [-1, 1] grid of a 35×35 image
+    outs = []
+    for shift in (0, 3):
+        with torch.no_grad():
+            dec.centre.weight.zero_()
+            dec.centre.bias.copy_(torch.atanh(torch.tensor([0.1, -0.2 + shift * step])))  # (y, x) centre
+        # pixel (row 10, col 12) with the first centre, (row 10, col 12 + 3) with the shifted one
+        index = torch.tensor([[10 * 35 + 12 + shift]])
+        rgb, alpha = dec(lam, index, (35, 35))
+        outs.append(torch.cat([rgb[0, 0, 0], alpha[0, 0]]))
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    # and the features are used: the output changes with the offset
+    rgb_far, alpha_far = dec(lam, torch.tensor([[20 * 35 + 30]]), (35, 35))
+    assert not torch.allclose(outs[1], torch.cat([rgb_far[0, 0, 0], alpha_far[0, 0]]), atol=1e-3)
+
+
+def test_rel_freqs_zero_keeps_the_checkpoint_layout():
+    """Runs saved before ``rel_freqs`` existed load: with 0 the decoder has exactly the old parameters."""
+    solver = make_solver("coordinate-ascent")
+    old = set(build_mpm(solver).state_dict())
+    new = set(build_mpm(solver, rel_freqs=3).state_dict())
+    assert new - old == {"likelihood.decoder.rel_fourier.weight"}
