@@ -167,6 +167,17 @@ def object_counts(labels: np.ndarray) -> np.ndarray:
     return np.array([len(np.unique(row[row > 0])) for row in labels])
 
 
+def colour_counts(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Distinct object colours per image (each object's mean colour in 8-bit steps), ``[n]``.
+
+    A diagnostic for counts: a model that groups pixels by colour alone counts these, not objects."""
+    out = []
+    for image, row in zip(images, labels):
+        colours = {tuple(np.round(image[row == e].mean(0) * 255).astype(int)) for e in np.unique(row[row > 0])}
+        out.append(len(colours))
+    return np.array(out)
+
+
 def gmm_segment(images: np.ndarray, k: int, seed: int, position_weight: float = 1.0) -> np.ndarray:
     """GMM baseline: a K-component GaussianMixture on (r, g, b, y, x) per image, ``[n, H*W]`` labels."""
     from sklearn.mixture import GaussianMixture
@@ -266,6 +277,8 @@ class TetrominoesFamily(Family):
         active = active_slots(lam, o.ard_tau)
         inferred = active.sum(-1).numpy() - 1
         truth = object_counts(res["labels"])
+        colours = colour_counts(res["image"], res["labels"])
+        unique = colours == truth  # images whose objects all differ in colour
         pi = unpack(lam).pi.sort(-1, descending=True).values.numpy()
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = ["image,true_objects,inferred_objects," + ",".join(f"pi_{k}" for k in range(pi.shape[1]))]
@@ -277,7 +290,12 @@ class TetrominoesFamily(Family):
                 "ard_count_accuracy": float(np.mean(inferred == truth)),
                 "ard_count_mae": float(np.mean(np.abs(inferred - truth))),
                 "ard_mean_objects": float(inferred.mean()), "true_mean_objects": float(truth.mean()),
-                "ard_confusion": confusion}
+                "ard_confusion": confusion,
+                # diagnosis: does ARD count objects, or colours? (equal on images without a repeated colour)
+                "ard_matches_colour_count": float(np.mean(inferred == colours)),
+                "ard_count_accuracy_distinct_colours": float(np.mean(inferred[unique] == truth[unique])) if unique.any() else float("nan"),
+                "ard_count_accuracy_repeated_colour": float(np.mean(inferred[~unique] == truth[~unique])) if (~unique).any() else float("nan"),
+                "images_with_repeated_colour": int((~unique).sum())}
 
     @torch.no_grad()
     def sample_figure(self, model: MPM, splits: Splits, cfg: Config, path: Path, num: int = 8,

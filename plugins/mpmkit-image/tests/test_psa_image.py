@@ -12,7 +12,7 @@ from mpmkit.components import make_solver
 from mpmkit.errors import ConfigError
 from mpmkit.psa import DEAD, PSAEM, PSAPotential, PSAPrior, pack, unpack
 from mpmkit_image.data import collate, scenes_from_arrays
-from mpmkit_image.family import object_counts, segmentation_counts
+from mpmkit_image.family import colour_counts, object_counts, segmentation_counts
 from mpmkit_image.model import NoisyInitMPM, build_mpm
 from mpmkit_image.tetrominoes import generate
 
@@ -93,6 +93,17 @@ def test_object_counts():
     pred = np.array([[0] * 16 + [1] * 3 + [2], [3] * 10 + [0] * 10])  # slot 2 owns 1 of 20 pixels
     assert segmentation_counts(pred, 4, 0.1).tolist() == [1, 1]
     assert segmentation_counts(pred, 4, 0.05).tolist() == [2, 1]
+
+
+def test_colour_counts():
+    """Objects of one colour count once; background (label 0) is not an object."""
+    red, cyan, black = [1.0, 0, 0], [0, 1.0, 1.0], [0, 0, 0]
+    images = np.array([[black, red, red, cyan, red],  # objects 1, 2 red and 3 cyan: 2 colours, 3 objects
+                       [black, black, black, black, black],
+                       [black, cyan, cyan, red, red]])
+    labels = np.array([[0, 1, 1, 3, 2], [0, 0, 0, 0, 0], [0, 1, 1, 2, 2]])
+    assert colour_counts(images, labels).tolist() == [2, 0, 2]
+    assert object_counts(labels).tolist() == [3, 0, 2]
 
 
 def test_family_options(tmp_path):
