@@ -33,6 +33,9 @@ PRESETS = {
     "slot-attention": {"decoder": "additive", "solver": "slot-attention", "gmm_baseline": False},
     # Probabilistic Slot Attention: per-image GMM with π and diagonal σ², EM inner loop, ARD
     "psa": {"decoder": "additive", "local": "psa", "gmm_baseline": False},
+    # PSA with the mixture decoder: the background stays one slot, so ARD never over-counts (it merges
+    # objects of one colour instead; see ard_matches_colour_count)
+    "psa-mixture": {"decoder": "mixture", "local": "psa", "beta": 0.01, "gmm_baseline": False},
     # the paper's networks and optimiser settings (σ = 1, lr 4e-4, every pixel decoded), same harness
     "paper-additive": {"decoder": "additive", "arch": "paper", "sigma": 1.0, "lr": 4e-4, "train_pixels": 0,
                        "slot_noise": 0.0, "gmm_baseline": False},
