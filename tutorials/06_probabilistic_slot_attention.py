@@ -119,6 +119,10 @@ for name, row in table.items():
 # ## 4. What to look at
 # * `psa-seed42/ard_counts.csv`: per test image the true and the inferred number of objects and
 #   the sorted π; `metrics.json` holds the confusion (`ard_confusion`, true → inferred);
+# * `metrics.json` also says whether ARD counts objects or colours: `ard_matches_colour_count` and
+#   the accuracy on images whose objects all differ in colour vs those with a repeated colour. With
+#   the additive decoder the background tends to split (over-counts); with `decoder=mixture` the
+#   background is one slot but two objects of one colour share a slot (benchmarks/RESULTS.md);
 # * `psa-seed42/psa_samples.png`: new scenes decoded from slot sets drawn from the aggregate
 #   posterior (top row) beside training images (bottom row);
 # * `fig4_segmentation.png` in every run: in the PSA runs pruned slots have empty masks.
@@ -126,4 +130,5 @@ for name, row in table.items():
 # %%
 psa_run = Path(results["PSA"][0]["run"])
 print("confusion (true objects → inferred objects):", results["PSA"][0]["ard_confusion"])
+print("ARD count = distinct colours on", results["PSA"][0]["ard_matches_colour_count"], "of the test images")
 print("figures:", psa_run / "psa_samples.png", psa_run / "fig4_segmentation.png")
