@@ -231,9 +231,10 @@ def test_encoder_without_position_gives_the_inner_pixels_of_a_blank_image_one_em
     with torch.no_grad():
         g = tiny(encoder_position=False).eval().potential.embed(batch.x, batch.mask)
         g_pos = tiny().eval().potential.embed(batch.x, batch.mask)
-    # away from the border (3 convs of 3x3 see the zero padding up to 3 pixels in) every pixel is alike
+    # away from the border (3×3 convs with dilations 1, 2, 4, 8 see the zero padding up to 15 pixels
+    # in) every pixel is alike
     inner = torch.zeros(35, 35, dtype=torch.bool)
-    inner[3:-3, 3:-3] = True
+    inner[15:-15, 15:-15] = True
     gi, gpi = g[0][inner.reshape(-1)], g_pos[0][inner.reshape(-1)]
     assert torch.allclose(gi, gi[:1].expand_as(gi), atol=1e-5)
     assert not torch.allclose(gpi, gpi[:1].expand_as(gpi), atol=1e-3)
@@ -269,3 +270,22 @@ def test_rel_freqs_zero_keeps_the_checkpoint_layout():
     old = set(build_mpm(solver).state_dict())
     new = set(build_mpm(solver, rel_freqs=3).state_dict())
     assert new - old == {"likelihood.decoder.rel_fourier.weight"}
+
+
+@pytest.mark.parametrize("dilations, field", [((1, 1, 1), 7), ((1, 2, 4), 15)])
+def test_encoder_dilations_set_the_receptive_field(dilations, field):
+    """One 3×3 conv per entry: a pixel's g depends on exactly the (1 + 2·Σ d)² input pixels around it."""
+    from mpmkit_image.model import Encoder
+
+    torch.manual_seed(0)
+    enc = Encoder([(4, 3, d) for d in dilations], 4, 8, position=False)
+    image = torch.rand(1, 3, 35, 35, requires_grad=True)
+    (enc(image)[0, 17 * 35 + 17] * torch.randn(8)).sum().backward()  # (a plain sum is flat under LayerNorm)
+    seen = image.grad[0].abs().sum(0) > 0
+    rows, cols = seen.any(1).nonzero().squeeze(1), seen.any(0).nonzero().squeeze(1)
+    assert (int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1) == (field, field)
+    from mpmkit.errors import ConfigError
+    from mpmkit.runs import config_for
+
+    with pytest.raises(ConfigError, match="dilations"):
+        config_for("tetrominoes", {"dilations": [1, 0]})
