@@ -11,7 +11,8 @@ evaluation on the same test images (``fg_ari_gmm``).
     python benchmarks/tetrominoes_sweep.py --models additive,mixture,slot-attention,gmm \\
         --seeds 42 43 44 --minutes 5 --out runs/sweep
 
-``--smcc N`` adds, per model, the SMCC between every pair of its seeds on N fresh scenes
+``--plot A/summary.json B/summary.json --figure F.png`` draws the curves of sweeps run side by side
+into one figure. ``--smcc N`` adds, per model, the SMCC between every pair of its seeds on N fresh scenes
 (identifiability; ``mpmkit_image.identifiability``); PSA runs also report ARD count accuracy.
 
 Prints per model: FG-ARI mean ± std, median, failed seeds (FG-ARI < 80); writes
@@ -155,7 +156,15 @@ def main(argv=None) -> dict:
                    help="also score SMCC between every pair of seeds of a model on N fresh scenes (0: off)")
     p.add_argument("--out", default="runs/tetrominoes_sweep")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--plot", nargs="+", metavar="SUMMARY", default=None,
+                   help="only draw the curves of these summary.json files (runs side by side) into FIGURE")
+    p.add_argument("--figure", default="curve.png", help="with --plot: the figure to write")
     a = p.parse_args(argv)
+    if a.plot:  # e.g. two sweeps run at once, default vs the paper's architecture
+        runs = [r for f in a.plot for r in json.loads(Path(f).read_text())["runs"]]
+        plot_curves(runs, Path(a.figure))
+        print(f"wrote {a.figure} ({len(runs)} runs)")
+        return {"runs": runs}
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
