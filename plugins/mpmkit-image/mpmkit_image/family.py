@@ -49,9 +49,10 @@ class TetrominoesOptions:
     num_global: int = 100  #: L, components of the global GMM prior
     slot_dim: int = 0  #: D (0: 32 for fast, 64 for paper)
     channels: int = 0  #: conv channels (0: 16 for fast, 64 for paper)
-    #: fast encoder: one 3×3 conv per entry with this dilation; [1, 2, 4, 8] sees 31×31 pixels, so every
-    #: pixel's g carries its whole object's shape ([1, 1, 1], 7×7, was the default before 2026-12-02)
-    dilations: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
+    #: fast encoder: one 3×3 conv per entry with this dilation; [] picks the measured best per ``local``:
+    #: mpm [1, 2, 4, 8] (31×31 pixels, every pixel's g carries its whole object; 91 vs 84 FG-ARI), psa
+    #: [1, 1, 1] (7×7, the encoder before 2026-12-02; the wide one gave PSA 54 vs 78 FG-ARI)
+    dilations: list[int] = dataclasses.field(default_factory=list)
     hidden: int = 64  #: width of the fast decoder's MLP
     rel_freqs: int = 0  #: fast decoder: Fourier frequencies of the pixel's offset from the slot centre (0: offset only)
     encoder_position: bool = True  #: add the soft position embedding to g_φ (false: g sees colours and local shape only)
@@ -68,6 +69,11 @@ class TetrominoesOptions:
     figures: bool = True  #: write fig4_segmentation.png and fig5_global_clusters.png
 
     @property
+    def encoder_dilations(self) -> list[int]:
+        """``dilations``, or the default for ``local`` when it is empty."""
+        return self.dilations or ([1, 1, 1] if self.local == "psa" else [1, 2, 4, 8])
+
+    @property
     def object_count(self):
         """``num_objects`` as the generator takes it: an int, or an inclusive (min, max) range."""
         return self.num_objects[0] if len(self.num_objects) == 1 else tuple(self.num_objects)
@@ -79,7 +85,7 @@ class TetrominoesOptions:
             raise ConfigError(f"need num_slots >= 2 and num_global >= 1, got {self.num_slots}, {self.num_global}")
         if self.train_pixels < 0:
             raise ConfigError(f"train_pixels must be >= 0 (0: all pixels), got {self.train_pixels}")
-        if not self.dilations or min(self.dilations) < 1:
+        if self.dilations and min(self.dilations) < 1:
             raise ConfigError(f"dilations needs one entry >= 1 per encoder conv (e.g. [1, 2, 4]), got {self.dilations}")
         if self.rel_freqs < 0:
             raise ConfigError(f"rel_freqs must be >= 0 (0: no Fourier features of the slot-relative offset), got {self.rel_freqs}")
@@ -221,7 +227,7 @@ class TetrominoesFamily(Family):
         solver = solver_from_config(cfg, local=o.local, **({"prune_mass": o.ard_prune_train} if psa_em else {}))
         return build_mpm(solver, decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
-                         hidden=o.hidden, dilations=tuple(o.dilations), rel_freqs=o.rel_freqs, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
+                         hidden=o.hidden, dilations=tuple(o.encoder_dilations), rel_freqs=o.rel_freqs, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
                          beta=cfg.beta, sigma=o.sigma,
                          prior_scale=o.prior_scale,
                          # the slot-attention solver already draws its own learned noise on λ⁰

@@ -289,3 +289,7 @@ def test_encoder_dilations_set_the_receptive_field(dilations, field):
 
     with pytest.raises(ConfigError, match="dilations"):
         config_for("tetrominoes", {"dilations": [1, 0]})
+    # the default is per local GMM: the wide encoder for MPM, the 7×7 one for PSA (measured best for each)
+    assert config_for("tetrominoes", {}).family.encoder_dilations == [1, 2, 4, 8]
+    assert config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_objects": [1, 4]}).family.encoder_dilations == [1, 1, 1]
+    assert config_for("tetrominoes", {"dilations": [1, 2]}).family.encoder_dilations == [1, 2]
