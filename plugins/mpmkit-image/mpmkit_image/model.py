@@ -16,7 +16,7 @@ Two architectures (``arch``):
 * ``paper``: the paper's code — 4 conv 5×5 + 2 conv 3×3 (64 ch), MLP, BatchNorm; decoder: slot +
   residual MLP, transposed convs 1×1 → 35×35 for every slot (the whole image is decoded);
 * ``fast`` (default): 4 dilated conv 3×3 (16 ch, dilations 1, 2, 4, 8: a 31×31 receptive field at
-  the cost of 4 small convs), MLP, LayerNorm; decoder: a per-pixel MLP on the slot and
+  the cost of 4 small convs; the family keeps 3 plain ones for ``local=psa``), MLP, LayerNorm; decoder: a per-pixel MLP on the slot and
   the pixel position (absolute Fourier features and the offset from a per-slot centre predicted
   from μ_k), so only the observed pixels are decoded — with ``train_pixels`` this is what makes a
   CPU step cheap.
