@@ -49,9 +49,8 @@ class TetrominoesOptions:
     num_global: int = 100  #: L, components of the global GMM prior
     slot_dim: int = 0  #: D (0: 32 for fast, 64 for paper)
     channels: int = 0  #: conv channels (0: 16 for fast, 64 for paper)
-    #: fast encoder: one 3×3 conv per entry with this dilation; [] picks the measured best per ``local``:
-    #: mpm [1, 2, 4, 8] (31×31 pixels, every pixel's g carries its whole object; 91 vs 84 FG-ARI), psa
-    #: [1, 1, 1] (7×7, the encoder before 2026-12-02; the wide one gave PSA 54 vs 78 FG-ARI)
+    #: fast encoder: one 3×3 conv per entry with this dilation; [] = the default per ``local``
+    #: (``model.DILATIONS``: mpm [1, 2, 4, 8], psa [1, 1, 1])
     dilations: list[int] = dataclasses.field(default_factory=list)
     hidden: int = 64  #: width of the fast decoder's MLP
     rel_freqs: int = 0  #: fast decoder: Fourier frequencies of the pixel's offset from the slot centre (0: offset only)
@@ -67,11 +66,6 @@ class TetrominoesOptions:
     eval_limit: int = 0  #: evaluate the first n test images (0: all)
     gmm_baseline: bool = True  #: also score a per-image GaussianMixture on (colour, position)
     figures: bool = True  #: write fig4_segmentation.png and fig5_global_clusters.png
-
-    @property
-    def encoder_dilations(self) -> list[int]:
-        """``dilations``, or the default for ``local`` when it is empty."""
-        return self.dilations or ([1, 1, 1] if self.local == "psa" else [1, 2, 4, 8])
 
     @property
     def object_count(self):
@@ -227,7 +221,7 @@ class TetrominoesFamily(Family):
         solver = solver_from_config(cfg, local=o.local, **({"prune_mass": o.ard_prune_train} if psa_em else {}))
         return build_mpm(solver, decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
-                         hidden=o.hidden, dilations=tuple(o.encoder_dilations), rel_freqs=o.rel_freqs, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
+                         hidden=o.hidden, dilations=tuple(o.dilations) or None, rel_freqs=o.rel_freqs, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
                          beta=cfg.beta, sigma=o.sigma,
                          prior_scale=o.prior_scale,
                          # the slot-attention solver already draws its own learned noise on λ⁰

@@ -15,9 +15,9 @@ Two architectures (``arch``):
 
 * ``paper``: the paper's code — 4 conv 5×5 + 2 conv 3×3 (64 ch), MLP, BatchNorm; decoder: slot +
   residual MLP, transposed convs 1×1 → 35×35 for every slot (the whole image is decoded);
-* ``fast`` (default): 4 dilated conv 3×3 (16 ch, dilations 1, 2, 4, 8: a 31×31 receptive field at
-  the cost of 4 small convs; the family keeps 3 plain ones for ``local=psa``), MLP, LayerNorm; decoder: a per-pixel MLP on the slot and
-  the pixel position (absolute Fourier features and the offset from a per-slot centre predicted
+* ``fast`` (default): 3×3 convs (16 ch) with ``DILATIONS[local]`` (MPM: 1, 2, 4, 8, a 31×31
+  receptive field; PSA: 1, 1, 1), MLP, LayerNorm; decoder: a per-pixel MLP on the slot and the pixel
+  position (absolute Fourier features and the offset from a per-slot centre predicted
   from μ_k), so only the observed pixels are decoded — with ``train_pixels`` this is what makes a
   CPU step cheap.
 """
@@ -63,12 +63,11 @@ def gather_pixels(features: Tensor, index: Tensor) -> Tensor:
 class Encoder(nn.Module):
     """Conv stack + soft position embedding + per-pixel MLP + normalisation → ``[B, H*W, D]``."""
 
-    def __init__(self, convs: list[tuple[int, ...]], channels: int, slot_dim: int, norm: str = "layer",
+    def __init__(self, convs: list[tuple[int, int, int]], channels: int, slot_dim: int, norm: str = "layer",
                  position: bool = True):
         super().__init__()
         layers, c_in = [], 3
-        for c_out, k, *dil in convs:  # (channels, kernel[, dilation])
-            d = dil[0] if dil else 1
+        for c_out, k, d in convs:  # (channels, kernel, dilation)
             layers += [nn.Conv2d(c_in, c_out, k, padding=d * (k // 2), dilation=d), nn.ReLU()]
             c_in = c_out
         self.convs = nn.Sequential(*layers)
@@ -273,6 +272,10 @@ class NoisyInitMPM(MPM):
 
 
 ARCHS = ("fast", "paper")
+#: the fast encoder's default dilations per local GMM, each the best measured (benchmarks/RESULTS.md):
+#: MPM's 31×31 field lets every pixel's g carry its whole object (FG-ARI 91 vs 84); PSA did worse with
+#: it (54 vs 78) and keeps the 7×7 encoder
+DILATIONS = {"mpm": (1, 2, 4, 8), "psa": (1, 1, 1)}
 
 
 def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", num_slots: int = 4,
@@ -280,21 +283,22 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               hidden: int = 64, inner_steps: int = 3, beta: float = 0.0, sigma: float = 1.0,
               prior_scale: float = 1.0, size: int = 35, slot_init: float = 0.1, embed_scale: float = 1.0,
               absolute_position: bool = True, rel_freqs: int = 0, encoder_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
-              ard_tau: float = 0.0, dilations: tuple[int, ...] = (1, 2, 4, 8)) -> MPM:
+              ard_tau: float = 0.0, dilations: tuple[int, ...] | None = None) -> MPM:
     """The object-centric MPM for ``decoder`` ∈ {additive, mixture}, ``arch`` ∈ {fast, paper} and
     ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²).
 
-    ``dilations``: one 3×3 conv of the fast encoder per entry, with that dilation (its receptive field
-    is 1 + 2·Σ dilations pixels). ``slot_init`` is the scale of the random λ⁰ (small: every slot starts near the mean of g, so no
-    slot starts empty); ``embed_scale`` the initial gain of g_φ's normalisation (‖g‖² ≈ D·gain²).
+    ``dilations``: one 3×3 conv of the fast encoder per entry, with that dilation (receptive field
+    1 + 2·Σ dilations pixels; None: ``DILATIONS[local]``). ``slot_init`` is the scale of the random λ⁰
+    (small: every slot starts near the mean of g, so no slot starts empty); ``embed_scale`` the initial gain of g_φ's normalisation (‖g‖² ≈ D·gain²).
     """
     if arch == "paper":
         d, c = slot_dim or 64, channels or 64
-        encoder = Encoder([(c, 5)] * 4 + [(c, 3)] * 2, c, d, norm="batch", position=encoder_position)
+        encoder = Encoder([(c, 5, 1)] * 4 + [(c, 3, 1)] * 2, c, d, norm="batch", position=encoder_position)
         dec = PaperDecoder(d, c, size)
     elif arch == "fast":
         d, c = slot_dim or 32, channels or 16
-        encoder = Encoder([(c, 3, r) for r in dilations], c, d, norm="layer", position=encoder_position)
+        dil = DILATIONS.get(local, DILATIONS["mpm"]) if dilations is None else dilations
+        encoder = Encoder([(c, 3, r) for r in dil], c, d, norm="layer", position=encoder_position)
         dec = BroadcastDecoder(d, hidden=hidden, absolute=absolute_position, rel_freqs=rel_freqs)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")

@@ -284,12 +284,19 @@ def test_encoder_dilations_set_the_receptive_field(dilations, field):
     seen = image.grad[0].abs().sum(0) > 0
     rows, cols = seen.any(1).nonzero().squeeze(1), seen.any(0).nonzero().squeeze(1)
     assert (int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1) == (field, field)
+
+
+def test_dilations_default_per_local_and_explicit_list_wins():
     from mpmkit.errors import ConfigError
-    from mpmkit.runs import config_for
+    from mpmkit.runs import config_for, make_family
+
+    def dilations(values):
+        model = make_family("tetrominoes").build_model(config_for("tetrominoes", {"num_global": 5, **values}))
+        return [m.dilation[0] for m in model.potential.recognition.encoder.convs if isinstance(m, torch.nn.Conv2d)]
 
     with pytest.raises(ConfigError, match="dilations"):
         config_for("tetrominoes", {"dilations": [1, 0]})
     # the default is per local GMM: the wide encoder for MPM, the 7×7 one for PSA (measured best for each)
-    assert config_for("tetrominoes", {}).family.encoder_dilations == [1, 2, 4, 8]
-    assert config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_objects": [1, 4]}).family.encoder_dilations == [1, 1, 1]
-    assert config_for("tetrominoes", {"dilations": [1, 2]}).family.encoder_dilations == [1, 2]
+    assert dilations({}) == [1, 2, 4, 8]
+    assert dilations({"local": "psa", "num_slots": 5, "num_objects": [1, 4]}) == [1, 1, 1]
+    assert dilations({"dilations": [1, 2]}) == [1, 2]
