@@ -300,3 +300,17 @@ def test_dilations_default_per_local_and_explicit_list_wins():
     assert dilations({}) == [1, 2, 4, 8]
     assert dilations({"local": "psa", "num_slots": 5, "num_objects": [1, 4]}) == [1, 1, 1]
     assert dilations({"dilations": [1, 2]}) == [1, 2]
+
+
+@pytest.mark.parametrize("decoder", ["additive", "mixture"])
+def test_infer_scenes_segments_by_masks_and_by_q(scenes, decoder):
+    from mpmkit_image.family import infer_scenes
+
+    model = tiny(decoder)
+    res = infer_scenes(model, scenes, steps=3)
+    inf = model.infer(collate(list(scenes)), steps=3)
+    np.testing.assert_array_equal(res["pred_q"], inf.q.argmax(-1).numpy())  # q of the inner loop itself
+    if decoder == "mixture":  # the mixture model's masks are q: both segmentations are one
+        np.testing.assert_array_equal(res["pred"], res["pred_q"])
+    else:  # the additive model's masks are the decoder's alphas, an untrained decoder's differ from q
+        assert (res["pred"] != res["pred_q"]).any()
