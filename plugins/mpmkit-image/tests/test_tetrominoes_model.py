@@ -314,3 +314,16 @@ def test_infer_scenes_segments_by_masks_and_by_q(scenes, decoder):
         np.testing.assert_array_equal(res["pred"], res["pred_q"])
     else:  # the additive model's masks are the decoder's alphas, an untrained decoder's differ from q
         assert (res["pred"] != res["pred_q"]).any()
+
+
+@pytest.mark.parametrize("arch", ["fast", "paper"])
+def test_recognition_at_observed_pixels_equals_the_whole_image_read_there(scenes, arch):
+    model = tiny(arch=arch)
+    model.train()  # BatchNorm (paper) uses batch statistics: over every pixel of the image in both paths
+    batch = collate([scenes[i] for i in range(4)])
+    batch.x["index"] = torch.randint(0, 35 * 35, (4, 50), generator=torch.Generator().manual_seed(1))
+    enc = model.potential.recognition.encoder
+    full = enc(batch.x["image"])
+    expect = full.gather(1, batch.x["index"].unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+    torch.testing.assert_close(model.potential.recognition(batch.x), expect, rtol=1e-5, atol=1e-5)
+    assert enc.per_pixel == (arch == "fast")
