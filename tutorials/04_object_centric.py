@@ -71,7 +71,9 @@ for i in range(2):
 # The default architecture (`arch=fast`): four 3×3 convolutions with dilations 1, 2, 4, 8 (each
 # pixel sees 31×31 pixels, its whole object), a soft position embedding and LayerNorm for g_φ, and
 # a per-pixel MLP decoder on (slot, position) so that each training step decodes only
-# `train_pixels` random pixels per image. `arch=paper` is the paper's CNN pair.
+# `train_pixels` random pixels per image. `arch=paper` is the paper's CNN pair. The Slot Attention
+# baseline (`solver=slot-attention`) keeps three undilated convolutions (7×7): with the wide encoder
+# it failed on 2 of 3 seeds (benchmarks/RESULTS.md).
 # In training the inner loop starts at λ⁰ + σε with a learned σ (`slot_noise`, initially 0.3), so
 # a slot index cannot stand for an image location; evaluation starts at λ⁰ itself.
 

@@ -50,7 +50,7 @@ class TetrominoesOptions:
     slot_dim: int = 0  #: D (0: 32 for fast, 64 for paper)
     channels: int = 0  #: conv channels (0: 16 for fast, 64 for paper)
     #: fast encoder: one 3×3 conv per entry with this dilation; [] = the default per ``local``
-    #: (``model.DILATIONS``: mpm [1, 2, 4, 8], psa [1, 1, 1])
+    #: (``model.DILATIONS``: mpm [1, 2, 4, 8], psa [1, 1, 1]; the slot-attention solver [1, 1, 1])
     dilations: list[int] = dataclasses.field(default_factory=list)
     hidden: int = 64  #: width of the fast decoder's MLP
     rel_freqs: int = 0  #: fast decoder: Fourier frequencies of the pixel's offset from the slot centre (0: offset only)

@@ -299,6 +299,7 @@ def test_dilations_default_per_local_and_explicit_list_wins():
     # the default is per local GMM: the wide encoder for MPM, the 7×7 one for PSA (measured best for each)
     assert dilations({}) == [1, 2, 4, 8]
     assert dilations({"local": "psa", "num_slots": 5, "num_objects": [1, 4]}) == [1, 1, 1]
+    assert dilations({"solver": "slot-attention"}) == [1, 1, 1]  # the baseline with its better encoder
     assert dilations({"dilations": [1, 2]}) == [1, 2]
 
 
