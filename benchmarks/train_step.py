@@ -20,15 +20,14 @@ import torch
 
 def previous_forward(self, x: dict) -> torch.Tensor:
     """PixelRecognition.forward before the change: whole-image head, NCHW convs."""
+    from mpmkit_image.model import gather_pixels, position_grid
+
     enc, image = self.encoder, x["image"]
     _, _, h, w = image.shape
     f = enc.convs(image).flatten(2).transpose(1, 2)
     if enc.position is not None:
-        from mpmkit_image.model import position_grid
-
         f = f + enc.position(position_grid(h, w, image.device))
-    g = enc.head(f)
-    return g.gather(1, x["index"].unsqueeze(-1).expand(-1, -1, g.shape[-1]))
+    return gather_pixels(enc.head(f), x["index"])
 
 
 def main() -> None:

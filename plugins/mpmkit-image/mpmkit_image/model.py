@@ -15,8 +15,8 @@ Two architectures (``arch``):
 
 * ``paper``: the paper's code — 4 conv 5×5 + 2 conv 3×3 (64 ch), MLP, BatchNorm; decoder: slot +
   residual MLP, transposed convs 1×1 → 35×35 for every slot (the whole image is decoded);
-* ``fast`` (default): 3×3 convs (16 ch) with ``DILATIONS[local]`` (MPM: 1, 2, 4, 8, a 31×31
-  receptive field; PSA: 1, 1, 1), MLP, LayerNorm; decoder: a per-pixel MLP on the slot and the pixel
+* ``fast`` (default): 3×3 convs (16 ch) with ``DILATIONS`` (MPM: 1, 2, 4, 8, a 31×31 receptive
+  field; PSA and the slot-attention solver: 1, 1, 1), MLP, LayerNorm; decoder: a per-pixel MLP on the slot and the pixel
   position (absolute Fourier features and the offset from a per-slot centre predicted
   from μ_k), so only the observed pixels are decoded — with ``train_pixels`` this is what makes a
   CPU step cheap.
@@ -313,8 +313,9 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
     ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²).
 
     ``dilations``: one 3×3 conv of the fast encoder per entry, with that dilation (receptive field
-    1 + 2·Σ dilations pixels; None: ``DILATIONS[local]``, or ``DILATIONS["slot-attention"]`` for that solver). ``slot_init`` is the scale of the random λ⁰
-    (small: every slot starts near the mean of g, so no slot starts empty); ``embed_scale`` the initial gain of g_φ's normalisation (‖g‖² ≈ D·gain²).
+    1 + 2·Σ dilations pixels; None: ``DILATIONS[local]``, or ``DILATIONS["slot-attention"]`` for that
+    solver). ``slot_init`` is the scale of the random λ⁰ (small: every slot starts near the mean of g,
+    so no slot starts empty); ``embed_scale`` the initial gain of g_φ's normalisation (‖g‖² ≈ D·gain²).
     """
     if arch == "paper":
         d, c = slot_dim or 64, channels or 64

@@ -9,7 +9,7 @@ import torch
 from mpmkit.components import make_solver
 from mpmkit_image.data import Scene, check_images, collate, pixel_colours, scenes_from_arrays
 from mpmkit_image.metrics import fg_ari
-from mpmkit_image.model import AdditiveImageLikelihood, MixtureImageLikelihood, build_mpm
+from mpmkit_image.model import AdditiveImageLikelihood, MixtureImageLikelihood, build_mpm, gather_pixels
 from mpmkit_image.tetrominoes import generate
 
 
@@ -324,7 +324,6 @@ def test_recognition_at_observed_pixels_equals_the_whole_image_read_there(scenes
     batch = collate([scenes[i] for i in range(4)])
     batch.x["index"] = torch.randint(0, 35 * 35, (4, 50), generator=torch.Generator().manual_seed(1))
     enc = model.potential.recognition.encoder
-    full = enc(batch.x["image"])
-    expect = full.gather(1, batch.x["index"].unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+    expect = gather_pixels(enc(batch.x["image"]), batch.x["index"])
     torch.testing.assert_close(model.potential.recognition(batch.x), expect, rtol=1e-5, atol=1e-5)
     assert enc.per_pixel == (arch == "fast")
