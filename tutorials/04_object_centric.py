@@ -90,6 +90,9 @@ print({k: v for k, v in cfg.flat().items() if k in ("decoder", "arch", "solver",
 # ## 3. Train (Algorithm 1) and evaluate
 # `evaluate_run` loads the best-validation checkpoint (the paper's protocol), scores FG-ARI, ARI
 # and MSE on the test split, the per-image GMM baseline on the same images, and writes the figures.
+# For the additive model each test image's Λ first takes 100 Adam steps on the true ELBO
+# (`MPM.refine`, `eval_refine_steps`): the inner loop stops at the surrogate's optimum, and these
+# steps let the decoder sharpen the object outlines (`--set eval_refine_steps=0` to skip them).
 
 # %%
 run_dir = OUT / "run"

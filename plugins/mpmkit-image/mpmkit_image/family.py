@@ -63,9 +63,10 @@ class TetrominoesOptions:
     ard_prune_train: float = 0.03  #: the same in training (psa-em's prune_mass; 0: plain EM, surplus slots split the background)
     # -- evaluation ------------------------------------------------------------------------------
     eval_inner_steps: int = 10  #: inner steps at test time (0: the training inner_steps; 10 adds 1-4 FG-ARI points)
-    #: test time, after the inner loop: Adam steps on the true ELBO w.r.t. Λ (``MPM.refine``; 0: none)
-    eval_refine_steps: int = 0
-    eval_refine_lr: float = 0.03  #: Adam's step size for ``eval_refine_steps``
+    #: test time, after the inner loop: Adam steps on the true ELBO w.r.t. Λ (``MPM.refine``; 0: none;
+    #: -1: ``REFINE_STEPS`` for the additive decoder with the paper's local GMM, 0 otherwise)
+    eval_refine_steps: int = -1
+    eval_refine_lr: float = 0.1  #: Adam's step size for ``eval_refine_steps`` (chosen on validation images)
     eval_limit: int = 0  #: evaluate the first n test images (0: all)
     gmm_baseline: bool = True  #: also score a per-image GaussianMixture on (colour, position)
     figures: bool = True  #: write fig4_segmentation.png and fig5_global_clusters.png
@@ -88,8 +89,9 @@ class TetrominoesOptions:
             raise ConfigError(f"rel_freqs must be >= 0 (0: no Fourier features of the slot-relative offset), got {self.rel_freqs}")
         if self.slot_noise < 0:
             raise ConfigError(f"slot_noise must be >= 0 (0: no noise on λ⁰), got {self.slot_noise}")
-        if self.eval_refine_steps < 0:
-            raise ConfigError(f"eval_refine_steps must be >= 0 (0: no test-time refinement), got {self.eval_refine_steps}")
+        if self.eval_refine_steps < -1:
+            raise ConfigError(f"eval_refine_steps must be >= 0 (0: no test-time refinement) or -1 (the default per "
+                              f"decoder), got {self.eval_refine_steps}")
         for key in ("sigma", "prior_scale", "eval_refine_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
@@ -107,6 +109,20 @@ class TetrominoesOptions:
         if self.tfrecord and not Path(self.tfrecord).exists():
             raise ConfigError(f"tfrecord file {self.tfrecord!r} does not exist; give the path of "
                               "tetrominoes_train.tfrecords or leave tfrecord empty to use the generator")
+
+
+#: test-time refinement steps when ``eval_refine_steps=-1``: measured for the additive MPM only
+#: (benchmarks/RESULTS.md, "Test-time refinement"); other models keep their inner loop's Λ
+REFINE_STEPS = 100
+
+
+def refine_steps(cfg: Config) -> int:
+    """The ``eval_refine_steps`` that applies to ``cfg`` (resolving -1)."""
+    o = cfg.family
+    if o.eval_refine_steps >= 0:
+        return o.eval_refine_steps
+    additive_mpm = o.decoder == "additive" and o.local == "mpm" and cfg.solver == "coordinate-ascent"
+    return REFINE_STEPS if additive_mpm else 0
 
 
 _CACHE: dict[tuple, dict] = {}
@@ -252,7 +268,7 @@ class TetrominoesFamily(Family):
         t0 = time.perf_counter()
         test = splits.test if not o.eval_limit else splits.test[: o.eval_limit]
         res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg, model),
-                           refine_steps=o.eval_refine_steps, refine_lr=o.eval_refine_lr)
+                           refine_steps=refine_steps(cfg), refine_lr=o.eval_refine_lr)
         labels, pred = res["labels"], res["pred"]
         fg = ari_scores(labels, pred, foreground_only=True)
         metrics: dict[str, Any] = {
@@ -266,6 +282,7 @@ class TetrominoesFamily(Family):
             "ari": float(ari_scores(labels, pred).mean() * 100),
             "mse": float(((res["recon"] - res["image"]) ** 2).mean()),
             "num_test_images": int(len(test)),
+            "eval_refine_steps": refine_steps(cfg),
         }
         # objects per image read off the segmentation (slots owning ≥ ard_tau of the pixels, minus the
         # background): a count every model has, the baseline for PSA's ARD count

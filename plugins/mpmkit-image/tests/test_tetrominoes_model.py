@@ -146,7 +146,13 @@ def test_family_options_and_config():
     with pytest.raises(ConfigError, match="decoder"):
         config_for("tetrominoes", {"decoder": "sum"})
     with pytest.raises(ConfigError, match="eval_refine_steps"):
-        config_for("tetrominoes", {"eval_refine_steps": -1})
+        config_for("tetrominoes", {"eval_refine_steps": -2})
+    from mpmkit_image.family import REFINE_STEPS, refine_steps
+
+    assert refine_steps(config_for("tetrominoes", {})) == REFINE_STEPS  # the additive MPM refines by default
+    assert refine_steps(config_for("tetrominoes", {"decoder": "mixture"})) == 0
+    assert refine_steps(config_for("tetrominoes", {"solver": "slot-attention"})) == 0
+    assert refine_steps(config_for("tetrominoes", {"eval_refine_steps": 7, "decoder": "mixture"})) == 7
     with pytest.raises(ConfigError, match="eval_refine_lr"):
         config_for("tetrominoes", {"eval_refine_lr": 0})
     with pytest.raises(ConfigError, match="tfrecord"):
