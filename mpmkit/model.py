@@ -162,15 +162,14 @@ class MPM(nn.Module):
             raise ValueError(f"refine needs steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
         q = inference.q.detach()
         best = inference.lam.detach().clone()
-        with torch.no_grad():
-            start = self.elbo(batch, dataclasses.replace(inference, lam=best, q=q), beta=1.0).total
-        best_val = start.clone()
         lam = best.clone().requires_grad_()
         opt = torch.optim.Adam([lam], lr=lr)
         with torch.enable_grad():
             for step in range(steps + 1):
                 total = self.elbo(batch, dataclasses.replace(inference, lam=lam, q=q), beta=1.0).total
                 with torch.no_grad():  # total is the ELBO at the current λ: keep it where it is the best so far
+                    if step == 0:  # at Λ^T itself
+                        start = best_val = total.detach()
                     better = total > best_val
                     best = torch.where(better.view(-1, *[1] * (lam.dim() - 1)), lam.detach(), best)
                     best_val = torch.where(better, total.detach(), best_val)

@@ -267,8 +267,9 @@ class TetrominoesFamily(Family):
         o, seed = cfg.family, cfg.train.seed
         t0 = time.perf_counter()
         test = splits.test if not o.eval_limit else splits.test[: o.eval_limit]
+        refine = refine_steps(cfg)
         res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg, model),
-                           refine_steps=refine_steps(cfg), refine_lr=o.eval_refine_lr)
+                           refine_steps=refine, refine_lr=o.eval_refine_lr)
         labels, pred = res["labels"], res["pred"]
         fg = ari_scores(labels, pred, foreground_only=True)
         metrics: dict[str, Any] = {
@@ -282,7 +283,7 @@ class TetrominoesFamily(Family):
             "ari": float(ari_scores(labels, pred).mean() * 100),
             "mse": float(((res["recon"] - res["image"]) ** 2).mean()),
             "num_test_images": int(len(test)),
-            "eval_refine_steps": refine_steps(cfg),
+            "eval_refine_steps": refine,
         }
         # objects per image read off the segmentation (slots owning ≥ ard_tau of the pixels, minus the
         # background): a count every model has, the baseline for PSA's ARD count
