@@ -96,6 +96,7 @@ class MPM(nn.Module):
         self.prior, self.likelihood, self.potential, self.solver = prior, likelihood, potential, solver
         self.lambda0 = nn.Parameter(potential.init_lambda(num_slots, slot_dim, init_scale))
         self.inner_steps, self.beta, self.prior_weight = inner_steps, beta, prior_weight
+        self.init_scale = float(init_scale)
 
     @property
     def num_slots(self) -> int:
@@ -118,9 +119,16 @@ class MPM(nn.Module):
         return InnerProblem(g=g, mask=batch.mask, prior=self.prior, potential=self.potential, lam0=lam0,
                             log_pz=self.log_pz, batch=batch, model=self)
 
-    def infer(self, batch: Batch, steps: int | None = None, solver: Solver | None = None) -> Inference:
-        """Inner loop (lines 4-8): Λ^T, q^T for every dataset in the batch."""
+    def infer(self, batch: Batch, steps: int | None = None, solver: Solver | None = None,
+              lam0: Tensor | None = None) -> Inference:
+        """Inner loop (lines 4-8): Λ^T, q^T for every dataset in the batch (from ``lam0`` ``[B, K, D]``
+        instead of the learned λ⁰ if given)."""
         problem = self.problem(batch)
+        if lam0 is not None:
+            if lam0.shape != problem.lam0.shape:
+                raise ValueError(f"lam0 must have the shape of the batch's λ⁰ {tuple(problem.lam0.shape)} "
+                                 f"([B, K, D]), got {tuple(lam0.shape)}")
+            problem = dataclasses.replace(problem, lam0=lam0.to(problem.lam0))
         device = problem.g.device.type
         mixed = torch.is_autocast_enabled(device)
         if mixed:  # mixed precision stops at the inner loop: whichever solver runs, it runs in fp32
@@ -180,6 +188,52 @@ class MPM(nn.Module):
                 opt.step()
         trace = {**inference.trace, "refine_gain": best_val - start}
         return Inference(g=inference.g, lam=best, q=q, trace=trace)
+
+    def perturb(self, lam0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A random restart point near λ⁰ ``[B, K, D]``: λ⁰ + s ε with s the scale λ⁰ was drawn at
+        (``init_scale``); models that learn their initial noise override this."""
+        noise = torch.randn(lam0.shape, generator=generator, device=lam0.device, dtype=lam0.dtype)
+        return lam0 + self.init_scale * noise
+
+    def infer_restarts(self, batch: Batch, restarts: int, steps: int | None = None, solver: Solver | None = None,
+                       refine_steps: int = 0, refine_lr: float = 0.03,
+                       generator: torch.Generator | None = None) -> Inference:
+        """Best of ``restarts`` inner-loop runs per dataset, judged by the *true* ELBO (β = 1).
+
+        Run 0 starts at λ⁰ itself, run r > 0 at :meth:`perturb` (λ⁰) — the inner loop is a local
+        ascent, so a start that puts two objects in one slot stays there; the true ELBO, which the
+        decoder scores, picks the run that explains the data best. Each run takes ``refine_steps``
+        of :meth:`refine` before it is scored. Returns the chosen runs' Λ, q with
+        ``trace["restart"]`` (index chosen, ``[B]``) and ``trace["restart_elbo"]`` (``[B, R]``).
+        """
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1 (1: the single run from λ⁰), got {restarts}")
+        if restarts == 1:  # nothing to choose: no scoring pass
+            inference = self.infer(batch, steps=steps, solver=solver)
+            return self.refine(batch, inference, refine_steps, refine_lr) if refine_steps else inference
+        best: Inference | None = None
+        scores = []
+        for r in range(restarts):
+            lam0 = None
+            if r > 0:
+                lam0 = self.perturb(self.lambda0.detach().unsqueeze(0).expand(batch.size, -1, -1), generator)
+            inference = self.infer(batch, steps=steps, solver=solver, lam0=lam0)
+            if refine_steps:
+                inference = self.refine(batch, inference, refine_steps, refine_lr)
+            with torch.no_grad():
+                score = self.elbo(batch, inference, beta=1.0).total.detach()
+            if best is None:
+                best, best_score, choice = inference, score, torch.zeros_like(score, dtype=torch.long)
+            else:
+                better = score > best_score
+                pick = better.view(-1, 1, 1)
+                best = Inference(g=best.g, lam=torch.where(pick, inference.lam, best.lam),
+                                 q=torch.where(pick, inference.q, best.q), trace=best.trace)
+                best_score = torch.where(better, score, best_score)
+                choice = torch.where(better, torch.full_like(choice, r), choice)
+            scores.append(score)
+        trace = {**best.trace, "restart": choice, "restart_elbo": torch.stack(scores, 1)}
+        return Inference(g=best.g, lam=best.lam, q=best.q, trace=trace)
 
     def forward(self, batch: Batch) -> tuple[Tensor, ELBO, Inference]:
         """One outer-loop evaluation: (loss, ELBO terms, inference)."""

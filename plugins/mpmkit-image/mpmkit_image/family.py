@@ -67,6 +67,9 @@ class TetrominoesOptions:
     #: -1: ``REFINE_STEPS`` for the additive decoder with the paper's local GMM, 0 otherwise)
     eval_refine_steps: int = -1
     eval_refine_lr: float = 0.1  #: Adam's step size for ``eval_refine_steps`` (chosen on validation images)
+    #: test time: inner-loop runs per image (1: from λ⁰ only; r > 1 adds r − 1 from λ⁰ + learned noise,
+    #: each refined), the one with the highest true ELBO kept (``MPM.infer_restarts``); costs r× the time
+    eval_restarts: int = 1
     eval_limit: int = 0  #: evaluate the first n test images (0: all)
     gmm_baseline: bool = True  #: also score a per-image GaussianMixture on (colour, position)
     figures: bool = True  #: write fig4_segmentation.png and fig5_global_clusters.png
@@ -89,6 +92,8 @@ class TetrominoesOptions:
             raise ConfigError(f"rel_freqs must be >= 0 (0: no Fourier features of the slot-relative offset), got {self.rel_freqs}")
         if self.slot_noise < 0:
             raise ConfigError(f"slot_noise must be >= 0 (0: no noise on λ⁰), got {self.slot_noise}")
+        if self.eval_restarts < 1:
+            raise ConfigError(f"eval_restarts must be >= 1 (1: one inner-loop run from λ⁰), got {self.eval_restarts}")
         if self.eval_refine_steps < -1:
             raise ConfigError(f"eval_refine_steps must be >= 0 (0: no test-time refinement) or -1 (the default per "
                               f"decoder), got {self.eval_refine_steps}")
@@ -159,21 +164,23 @@ def make_splits(o: TetrominoesOptions, seed: int) -> Splits:
 
 @torch.no_grad()
 def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=None, refine_steps: int = 0,
-                 refine_lr: float = 0.03) -> dict[str, np.ndarray]:
+                 refine_lr: float = 0.03, restarts: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Every pixel of every scene: slot vectors (μ), responsibilities r, masks (alpha or q),
     reconstruction, segmentation by the masks (``pred``) and by the inner loop's q (``pred_q``);
     for PSA also λ itself and the mixing weights π. ``refine_steps`` > 0: Λ then takes that many
-    steps of :meth:`MPM.refine <mpmkit.model.MPM.refine>` (ascent on the true ELBO) before decoding."""
+    steps of :meth:`MPM.refine <mpmkit.model.MPM.refine>` (ascent on the true ELBO) before decoding;
+    ``restarts`` > 1: the best of that many runs by the true ELBO (:meth:`MPM.infer_restarts`, noise
+    drawn from ``seed``, so the result is reproducible)."""
     device = next(model.parameters()).device
     model.eval()
+    generator = torch.Generator(device=device).manual_seed(seed)
     out: dict[str, list] = {k: [] for k in ("lam", "r", "masks", "recon", "pred", "pred_q", "labels", "image",
                                             "lam_full")}
     gmm = getattr(model.prior, "base", model.prior)  # PSAPrior wraps the global GMM
     for i in range(0, len(scenes), batch_size):
         batch = collate([scenes[j] for j in range(i, min(i + batch_size, len(scenes)))]).to(device)
-        inf = model.infer(batch, steps=steps, solver=solver)
-        if refine_steps:
-            inf = model.refine(batch, inf, refine_steps, refine_lr)
+        inf = model.infer_restarts(batch, restarts, steps=steps, solver=solver, refine_steps=refine_steps,
+                                   refine_lr=refine_lr, generator=generator)
         recon, masks = model.likelihood.masks(batch.x, inf.lam, inf.q)
         mu = model.potential.slot_means(inf.lam)
         out["lam"].append(mu)
@@ -269,7 +276,7 @@ class TetrominoesFamily(Family):
         test = splits.test if not o.eval_limit else splits.test[: o.eval_limit]
         refine = refine_steps(cfg)
         res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg, model),
-                           refine_steps=refine, refine_lr=o.eval_refine_lr)
+                           refine_steps=refine, refine_lr=o.eval_refine_lr, restarts=o.eval_restarts)
         labels, pred = res["labels"], res["pred"]
         fg = ari_scores(labels, pred, foreground_only=True)
         metrics: dict[str, Any] = {
@@ -284,6 +291,7 @@ class TetrominoesFamily(Family):
             "mse": float(((res["recon"] - res["image"]) ** 2).mean()),
             "num_test_images": int(len(test)),
             "eval_refine_steps": refine,
+            "eval_restarts": o.eval_restarts,
         }
         # objects per image read off the segmentation (slots owning ≥ ard_tau of the pixels, minus the
         # background): a count every model has, the baseline for PSA's ARD count

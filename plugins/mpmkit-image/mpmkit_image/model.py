@@ -285,6 +285,12 @@ class NoisyInitMPM(MPM):
         d = self.potential.slot_means(self.lambda0.detach().unsqueeze(0)).shape[-1]  # noise on μ only (PSA: not on σ², π)
         self.log_slot_sigma = nn.Parameter(torch.full((d,), math.log(slot_noise)))
 
+    def perturb(self, lam0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A restart point: λ⁰ + σ ε on the slot means, with the learned σ (PSA's σ², π untouched)."""
+        d = self.log_slot_sigma.shape[0]
+        noise = torch.randn(lam0[..., :d].shape, generator=generator, device=lam0.device, dtype=lam0.dtype)
+        return torch.cat([lam0[..., :d] + noise * self.log_slot_sigma.detach().exp(), lam0[..., d:]], -1)
+
     def problem(self, batch, g: Tensor | None = None):
         problem = super().problem(batch, g)
         if not self.training:
