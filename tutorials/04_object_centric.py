@@ -93,6 +93,9 @@ print({k: v for k, v in cfg.flat().items() if k in ("decoder", "arch", "solver",
 # For the additive model each test image's Λ first takes 100 Adam steps on the true ELBO
 # (`MPM.refine`, `eval_refine_steps`): the inner loop stops at the surrogate's optimum, and these
 # steps let the decoder sharpen the object outlines (`--set eval_refine_steps=0` to skip them).
+# `--set eval_restarts=R` also runs the inner loop from R − 1 perturbed λ⁰ and keeps each image's
+# best run by the true ELBO (`MPM.infer_restarts`); on Tetrominoes that did not raise FG-ARI
+# (benchmarks/RESULTS.md), so it is off by default.
 
 # %%
 run_dir = OUT / "run"
