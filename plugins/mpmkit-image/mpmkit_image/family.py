@@ -117,7 +117,9 @@ class TetrominoesOptions:
 
 
 #: test-time refinement steps when ``eval_refine_steps=-1``: measured for the additive MPM only
-#: (benchmarks/RESULTS.md, "Test-time refinement"); other models keep their inner loop's Λ
+#: (benchmarks/RESULTS.md, "Test-time refinement"); other models keep their inner loop's Λ. (The
+#: mixture decoder's masks are q^T, which refinement holds fixed, so there it could only change the
+#: reconstruction, never the segmentation.)
 REFINE_STEPS = 100
 
 
