@@ -79,6 +79,10 @@ class Inference:
     trace: dict[str, Any]
 
 
+#: Adam's default step size for :meth:`MPM.refine` (families set their own, measured per model)
+REFINE_LR = 0.03
+
+
 class MPM(nn.Module):
     """A meta-probabilistic model (Fig. 2) trained by Algorithm 1.
 
@@ -120,10 +124,10 @@ class MPM(nn.Module):
                             log_pz=self.log_pz, batch=batch, model=self)
 
     def infer(self, batch: Batch, steps: int | None = None, solver: Solver | None = None,
-              lam0: Tensor | None = None) -> Inference:
+              lam0: Tensor | None = None, g: Tensor | None = None) -> Inference:
         """Inner loop (lines 4-8): Λ^T, q^T for every dataset in the batch (from ``lam0`` ``[B, K, D]``
-        instead of the learned λ⁰ if given)."""
-        problem = self.problem(batch)
+        instead of the learned λ⁰ if given; with the embeddings ``g`` if already computed)."""
+        problem = self.problem(batch, g)
         if lam0 is not None:
             if lam0.shape != problem.lam0.shape:
                 raise ValueError(f"lam0 must have the shape of the batch's λ⁰ {tuple(problem.lam0.shape)} "
@@ -157,7 +161,7 @@ class MPM(nn.Module):
         return ELBO(log_prior=self.prior.log_prob(lam), log_lik=log_lik, log_pz=log_pz, entropy=entropy(q),
                     n_obs=m.sum(1), beta=self.beta if beta is None else beta)
 
-    def refine(self, batch: Batch, inference: Inference, steps: int, lr: float = 0.03) -> Inference:
+    def refine(self, batch: Batch, inference: Inference, steps: int, lr: float = REFINE_LR) -> Inference:
         """Test-time refinement: Adam ascent on the *true* ELBO L_i(Λ, q^T) w.r.t. Λ alone, from Λ^T.
 
         The inner loop maximises the surrogate ELBO, whose optimum is not the true ELBO's; these
@@ -196,7 +200,7 @@ class MPM(nn.Module):
         return lam0 + self.init_scale * noise
 
     def infer_restarts(self, batch: Batch, restarts: int, steps: int | None = None, solver: Solver | None = None,
-                       refine_steps: int = 0, refine_lr: float = 0.03,
+                       refine_steps: int = 0, refine_lr: float = REFINE_LR,
                        generator: torch.Generator | None = None) -> Inference:
         """Best of ``restarts`` inner-loop runs per dataset, judged by the *true* ELBO (β = 1).
 
@@ -204,22 +208,24 @@ class MPM(nn.Module):
         ascent, so a start that puts two objects in one slot stays there; the true ELBO, which the
         decoder scores, picks the run that explains the data best. Each run takes ``refine_steps``
         of :meth:`refine` before it is scored. Returns the chosen runs' Λ, q with
-        ``trace["restart"]`` (index chosen, ``[B]``) and ``trace["restart_elbo"]`` (``[B, R]``).
+        ``trace["restart"]`` (index chosen, ``[B]``) and ``trace["restart_elbo"]`` (``[B, R]``);
+        with one run, that run as it is (no scoring pass).
         """
         if restarts < 1:
             raise ValueError(f"restarts must be >= 1 (1: the single run from λ⁰), got {restarts}")
-        if restarts == 1:  # nothing to choose: no scoring pass
-            inference = self.infer(batch, steps=steps, solver=solver)
-            return self.refine(batch, inference, refine_steps, refine_lr) if refine_steps else inference
         best: Inference | None = None
         scores = []
         for r in range(restarts):
             lam0 = None
-            if r > 0:
-                lam0 = self.perturb(self.lambda0.detach().unsqueeze(0).expand(batch.size, -1, -1), generator)
-            inference = self.infer(batch, steps=steps, solver=solver, lam0=lam0)
+            if r > 0:  # restart points are constants: no graph back into λ⁰ or a learned noise scale
+                with torch.no_grad():
+                    lam0 = self.perturb(self.lambda0.unsqueeze(0).expand(batch.size, -1, -1), generator)
+            # g_φ(x) does not depend on the start: embed once, in run 0
+            inference = self.infer(batch, steps=steps, solver=solver, lam0=lam0, g=None if best is None else best.g)
             if refine_steps:
                 inference = self.refine(batch, inference, refine_steps, refine_lr)
+            if restarts == 1:
+                return inference
             with torch.no_grad():
                 score = self.elbo(batch, inference, beta=1.0).total.detach()
             if best is None:

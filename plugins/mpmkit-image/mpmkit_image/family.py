@@ -22,6 +22,7 @@ from mpmkit import Family, MPM, Splits
 from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
+from mpmkit.model import REFINE_LR
 from mpmkit.psa import AggregatePosterior, active_slots, unpack, with_prune_mass
 
 from .data import SceneList, collate, pixel_colours, scenes_from_arrays
@@ -166,7 +167,7 @@ def make_splits(o: TetrominoesOptions, seed: int) -> Splits:
 
 @torch.no_grad()
 def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=None, refine_steps: int = 0,
-                 refine_lr: float = 0.03, restarts: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+                 refine_lr: float = REFINE_LR, restarts: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Every pixel of every scene: slot vectors (μ), responsibilities r, masks (alpha or q),
     reconstruction, segmentation by the masks (``pred``) and by the inner loop's q (``pred_q``);
     for PSA also λ itself and the mixing weights π. ``refine_steps`` > 0: Λ then takes that many

@@ -286,19 +286,17 @@ class NoisyInitMPM(MPM):
         self.log_slot_sigma = nn.Parameter(torch.full((d,), math.log(slot_noise)))
 
     def perturb(self, lam0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """A restart point: λ⁰ + σ ε on the slot means, with the learned σ (PSA's σ², π untouched)."""
+        """λ⁰ + σ ε on the slot means with the learned σ (PSA's σ², π untouched): the training-time
+        start, and the restart points of :meth:`MPM.infer_restarts`."""
         d = self.log_slot_sigma.shape[0]
         noise = torch.randn(lam0[..., :d].shape, generator=generator, device=lam0.device, dtype=lam0.dtype)
-        return torch.cat([lam0[..., :d] + noise * self.log_slot_sigma.detach().exp(), lam0[..., d:]], -1)
+        return torch.cat([lam0[..., :d] + noise * self.log_slot_sigma.exp(), lam0[..., d:]], -1)
 
     def problem(self, batch, g: Tensor | None = None):
         problem = super().problem(batch, g)
         if not self.training:
             return problem
-        d = self.log_slot_sigma.shape[0]
-        noise = torch.randn_like(problem.lam0[..., :d]) * self.log_slot_sigma.exp()
-        lam0 = torch.cat([problem.lam0[..., :d] + noise, problem.lam0[..., d:]], -1)
-        return replace(problem, lam0=lam0)
+        return replace(problem, lam0=self.perturb(problem.lam0))
 
 
 ARCHS = ("fast", "paper")
