@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .batch import Batch
 from .components import check_solver
-from .config import Config
+from .config import Config, build_config
 from .distributed import DistContext
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, MPMKitError
 from .family import Family, Splits
@@ -208,6 +207,11 @@ class Trainer:
             kind, text = msg.split("\0", 1)
             raise {"ConfigError": ConfigError, "CheckpointError": CheckpointError}.get(kind, RuntimeError)(text)
 
+    def _default_flat(self) -> dict[str, Any]:
+        """This family's default config, flat (core training keys under the family's defaults, plus its options)."""
+        fam = type(self.family)
+        return build_config(self.cfg.family_name, fam.options, {}, fam.defaults).flat()
+
     def _check_run_dir_main(self) -> None:
         cfg_path = self.run_dir / "config.json"
         if self.resume:
@@ -222,9 +226,10 @@ class Trainer:
                 raise CheckpointError(f"cannot resume: {str(self.run_dir)!r} is a {saved.get('family')!r} run, "
                                       f"not {self.cfg.family_name!r}")
             before = {**saved.get("train", {}), **saved.get("options", {})}
-            now = self.cfg.flat()
+            now, default = self.cfg.flat(), self._default_flat()
+            # a key the saved run lacks was added to mpmkit after it started: fine while it keeps its default
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE
-                          and not (k not in before and now.get(k) == _default(k)))
+                          and not (k not in before and now.get(k) == default.get(k)))
             if diff:
                 raise ConfigError(f"cannot resume {str(self.run_dir)!r} with a different config (keys differ: "
                                   f"{', '.join(diff)}); only {', '.join(sorted(RESUMABLE))} may change on resume")
@@ -427,13 +432,6 @@ class Trainer:
                               "result is equivalent but not bit-identical", stacklevel=2)
             ckpt.set_rng_state(tensors, state["rng"])
 
-
-def _default(key: str) -> Any:
-    """Default of a core training key (keys added later may be absent from older runs' config.json)."""
-    from .config import TrainConfig
-
-    f = {f.name: f for f in dataclasses.fields(TrainConfig)}.get(key)
-    return None if f is None or f.default is dataclasses.MISSING else f.default
 
 
 def _first_nonfinite_grad(model: nn.Module) -> str | None:

@@ -141,3 +141,21 @@ def test_cli_resume_continues_from_saved_config(tmp_path, toy_host):
     a, _ = final_params(full)
     b, _ = final_params(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_run_saved_before_keys_existed(tmp_path, toy_host):
+    """A run's config.json from an older mpmkit lacks keys added since: they take this family's defaults
+    (its option dataclass and its ``defaults``, e.g. toy's batch_size 8), and only a non-default value refuses."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    fit(full)
+    fit(cut, max_steps=3)
+    saved = json.loads((cut / "config.json").read_text())
+    assert saved["train"].pop("batch_size") == 8 and saved["options"].pop("ragged") is True
+    (cut / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="keys differ: ragged"):
+        fit(cut, resume=True, ragged=False)
+    r = CliRunner().invoke(main, ["fit", "toy", "--out", str(cut), "--resume", "--set", "max_steps=0", "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    a, _ = final_params(full)
+    b, state = final_params(cut)
+    assert state["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
