@@ -28,6 +28,7 @@ from mpmkit.psa import AggregatePosterior, active_slots, unpack, with_prune_mass
 from .data import SceneList, collate, pixel_colours, scenes_from_arrays
 from .metrics import ari_scores
 from .model import build_mpm
+from .split import split_disconnected
 from .splits import split_indices
 
 
@@ -62,6 +63,9 @@ class TetrominoesOptions:
     ard_tau: float = 0.03  #: PSA: slots with π_k < τ are pruned (not decoded, not counted); objects are 8 % of an image
     ard_prune: float = 0.03  #: PSA at test time: > 0 annihilates slots explaining < this fraction of an image in the loop
     ard_prune_train: float = 0.03  #: the same in training (psa-em's prune_mass; 0: plain EM, surplus slots split the background)
+    #: PSA at test time: a slot whose pixels form several connected regions ≥ ard_tau of the image is split
+    #: into pruned slots (objects are connected; :mod:`mpmkit_image.split`), so ARD counts same-coloured pieces apart
+    ard_split: bool = False
     # -- evaluation ------------------------------------------------------------------------------
     eval_inner_steps: int = 10  #: inner steps at test time (0: the training inner_steps; 10 adds 1-4 FG-ARI points)
     #: test time, after the inner loop: Adam steps on the true ELBO w.r.t. Λ (``MPM.refine``; 0: none;
@@ -106,6 +110,8 @@ class TetrominoesOptions:
         if self.local == "psa" and not self.tfrecord and max(self.num_objects) + 1 > self.num_slots:
             raise ConfigError(f"num_slots={self.num_slots} cannot hold up to {max(self.num_objects)} objects and the "
                               f"background, so ARD cannot count them; set num_slots >= {max(self.num_objects) + 1}")
+        if self.ard_split and self.local != "psa":
+            raise ConfigError("ard_split splits PSA's slots (it needs π to count by ARD); set local=psa or ard_split=false")
         if self.local == "psa" and self.ard_tau <= 0:
             raise ConfigError("ard_tau must be > 0 with local=psa (slots with π_k < ard_tau are pruned and not counted; "
                               f"0 would count every slot), got {self.ard_tau}")
@@ -167,23 +173,31 @@ def make_splits(o: TetrominoesOptions, seed: int) -> Splits:
 
 @torch.no_grad()
 def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=None, refine_steps: int = 0,
-                 refine_lr: float = REFINE_LR, restarts: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+                 refine_lr: float = REFINE_LR, restarts: int = 1, seed: int = 0,
+                 split: float | None = None) -> dict[str, np.ndarray]:
     """Every pixel of every scene: slot vectors (μ), responsibilities r, masks (alpha or q),
     reconstruction, segmentation by the masks (``pred``) and by the inner loop's q (``pred_q``);
     for PSA also λ itself and the mixing weights π. ``refine_steps`` > 0: Λ then takes that many
     steps of :meth:`MPM.refine <mpmkit.model.MPM.refine>` (ascent on the true ELBO) before decoding;
     ``restarts`` > 1: the best of that many runs by the true ELBO (:meth:`MPM.infer_restarts`, noise
-    drawn from ``seed``, so the result is reproducible)."""
+    drawn from ``seed``, so the result is reproducible). ``split = τ`` (PSA only): the connectivity split
+    move of :func:`~mpmkit_image.split.split_disconnected` at threshold τ, before decoding (the λ before
+    it in ``lam_unsplit``)."""
     device = next(model.parameters()).device
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     out: dict[str, list] = {k: [] for k in ("lam", "r", "masks", "recon", "pred", "pred_q", "labels", "image",
-                                            "lam_full")}
+                                            "lam_full", "lam_unsplit")}
     gmm = getattr(model.prior, "base", model.prior)  # PSAPrior wraps the global GMM
     for i in range(0, len(scenes), batch_size):
         batch = collate([scenes[j] for j in range(i, min(i + batch_size, len(scenes)))]).to(device)
         inf = model.infer_restarts(batch, restarts, steps=steps, solver=solver, refine_steps=refine_steps,
                                    refine_lr=refine_lr, generator=generator)
+        if split is not None:
+            out["lam_unsplit"].append(inf.lam)
+            lam, q, _ = split_disconnected(inf.lam, inf.q, inf.g, batch.x["index"], batch.mask,
+                                           tuple(batch.x["image"].shape[-2:]), tau=split, min_mass=split)
+            inf = dataclasses.replace(inf, lam=lam, q=q)
         recon, masks = model.likelihood.masks(batch.x, inf.lam, inf.q)
         mu = model.potential.slot_means(inf.lam)
         out["lam"].append(mu)
@@ -195,7 +209,7 @@ def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=N
         out["pred_q"].append(inf.q.argmax(-1))
         out["labels"].append(batch.extras["labels"])
         out["image"].append(pixel_colours(batch.x))
-    return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
+    return {k: torch.cat(v).cpu().numpy() for k, v in out.items() if v}
 
 
 def segmentation_counts(pred: np.ndarray, num_slots: int, tau: float) -> np.ndarray:
@@ -279,7 +293,8 @@ class TetrominoesFamily(Family):
         test = splits.test if not o.eval_limit else splits.test[: o.eval_limit]
         refine = refine_steps(cfg)
         res = infer_scenes(model, test, o.eval_inner_steps or cfg.inner_steps, solver=self.eval_solver(cfg, model),
-                           refine_steps=refine, refine_lr=o.eval_refine_lr, restarts=o.eval_restarts)
+                           refine_steps=refine, refine_lr=o.eval_refine_lr, restarts=o.eval_restarts,
+                           split=o.ard_tau if o.ard_split else None)
         labels, pred = res["labels"], res["pred"]
         fg = ari_scores(labels, pred, foreground_only=True)
         metrics: dict[str, Any] = {
@@ -345,7 +360,18 @@ class TetrominoesFamily(Family):
                 "ard_matches_colour_count": float(np.mean(inferred == colours)),
                 "ard_count_accuracy_distinct_colours": float(np.mean(inferred[unique] == truth[unique])) if unique.any() else float("nan"),
                 "ard_count_accuracy_repeated_colour": float(np.mean(inferred[~unique] == truth[~unique])) if (~unique).any() else float("nan"),
-                "images_with_repeated_colour": int((~unique).sum())}
+                "images_with_repeated_colour": int((~unique).sum()),
+                **self.split_report(res, o, truth)}
+
+    @staticmethod
+    def split_report(res: dict, o: TetrominoesOptions, truth: np.ndarray) -> dict[str, Any]:
+        """With ``ard_split``: the ARD count before the split move, and how many slots it split."""
+        if "lam_unsplit" not in res:
+            return {"ard_split": False}
+        before = active_slots(torch.from_numpy(res["lam_unsplit"]), o.ard_tau).sum(-1).numpy() - 1
+        after = active_slots(torch.from_numpy(res["lam_full"]), o.ard_tau).sum(-1).numpy() - 1
+        return {"ard_split": True, "ard_count_accuracy_unsplit": float(np.mean(before == truth)),
+                "split_images": int((after != before).sum()), "split_slots_added": int((after - before).sum())}
 
     @torch.no_grad()
     def sample_figure(self, model: MPM, splits: Splits, cfg: Config, path: Path, num: int = 8,

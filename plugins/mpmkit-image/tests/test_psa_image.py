@@ -176,6 +176,22 @@ def test_fit_and_evaluate_psa_on_variable_counts(psa_runs):
     assert saved["ard_count_accuracy"] == m["ard_count_accuracy"]
 
 
+def test_evaluate_with_the_split_move(psa_runs):
+    """``ard_split=true``: the count before the split is reported too, the split only adds slots, and
+    the variant's metrics go to their own file."""
+    from mpmkit.runs import evaluate_run
+
+    run = psa_runs[0]
+    plain = evaluate_run(run, overrides={"figures": False})
+    m = evaluate_run(run, overrides={"ard_split": True, "figures": False})
+    assert m["ard_split"] is True and m["ard_count_accuracy_unsplit"] == pytest.approx(plain["ard_count_accuracy"])
+    assert m["ard_mean_objects"] == pytest.approx(plain["ard_mean_objects"] + m["split_slots_added"] / 6)
+    assert (run / "metrics-ard_split=True,figures=False.json").exists()
+    with pytest.raises(ConfigError, match="ard_split"):
+        from mpmkit.runs import config_for
+        config_for("tetrominoes", {"ard_split": True})
+
+
 def test_smcc_between_runs_is_one_for_a_run_with_itself(psa_runs):
     from mpmkit_image.identifiability import pairwise_smcc
 
