@@ -37,6 +37,11 @@ def scores(run: Path) -> tuple[int, dict[int, float]]:
     return seed, out
 
 
+def trained_steps(run: Path) -> int:
+    """Steps of the run's latest checkpoint (its pointer names ``step-NNNNNNNN``)."""
+    return int(json.loads((run / "checkpoints" / "latest.json").read_text())["path"].split("-")[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -60,7 +65,8 @@ def main() -> None:
         ax.annotate("", (i, refined[i]), (i, plain[i]), arrowprops=dict(arrowstyle="->", color="0.5"))
     ax.set_xticks(x, [f"seed {s}" for s in seeds])
     ax.set_ylabel("FG-ARI, 1,000 test images")
-    ax.set_title("Additive MPM, 37,649 training steps (CPU)")
+    steps = sorted({trained_steps(run) for run in args.runs})
+    ax.set_title(f"Additive MPM, {' / '.join(f'{n:,}' for n in steps)} training steps (CPU)")
     ax.set_ylim(min(np.nanmin(plain), PAPER[0] - PAPER[1]) - 1, 100)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

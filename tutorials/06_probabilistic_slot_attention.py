@@ -141,8 +141,8 @@ for name, row in table.items():
 # (`mpmkit_image.split.split_disconnected`): each active object slot whose pixels form several
 # connected regions holding ≥ τ of the image gives the extra regions to pruned slots, with (μ, σ²)
 # by the M-step on each region and π shared by mass. Touching pieces of one colour stay merged.
-# At full scale (6,000 steps, seed 42) this took the ARD count from 0.665 to 0.902 of the test
-# images and FG-ARI from 80.8 to 92.8 (benchmarks/RESULTS.md).
+# At full scale (6,000 steps, seeds 42-44) this took the ARD count from 0.69 ± 0.02 to 0.92 ± 0.02
+# of the test images and FG-ARI from 79.2 to 89.4 (benchmarks/RESULTS.md, "The split move").
 
 # %%
 for r in results["PSA mixture"]:
