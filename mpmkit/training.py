@@ -433,7 +433,6 @@ class Trainer:
             ckpt.set_rng_state(tensors, state["rng"])
 
 
-
 def _first_nonfinite_grad(model: nn.Module) -> str | None:
     """Name of the first parameter whose gradient has a NaN/Inf (one device sync when all are finite)."""
     named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]

@@ -361,15 +361,15 @@ class TetrominoesFamily(Family):
                 "ard_count_accuracy_distinct_colours": float(np.mean(inferred[unique] == truth[unique])) if unique.any() else float("nan"),
                 "ard_count_accuracy_repeated_colour": float(np.mean(inferred[~unique] == truth[~unique])) if (~unique).any() else float("nan"),
                 "images_with_repeated_colour": int((~unique).sum()),
-                **self.split_report(res, o, truth)}
+                **self.split_report(res, o, truth, inferred)}
 
     @staticmethod
-    def split_report(res: dict, o: TetrominoesOptions, truth: np.ndarray) -> dict[str, Any]:
-        """With ``ard_split``: the ARD count before the split move, and how many slots it split."""
+    def split_report(res: dict, o: TetrominoesOptions, truth: np.ndarray, after: np.ndarray) -> dict[str, Any]:
+        """With ``ard_split``: the ARD count before the split move, and how many slots it split
+        (``after``: the ARD count of the final λ, as :meth:`ard_report` read it)."""
         if "lam_unsplit" not in res:
             return {"ard_split": False}
         before = active_slots(torch.from_numpy(res["lam_unsplit"]), o.ard_tau).sum(-1).numpy() - 1
-        after = active_slots(torch.from_numpy(res["lam_full"]), o.ard_tau).sum(-1).numpy() - 1
         return {"ard_split": True, "ard_count_accuracy_unsplit": float(np.mean(before == truth)),
                 "split_images": int((after != before).sum()), "split_slots_added": int((after - before).sum())}
 

@@ -82,6 +82,6 @@ def split_disconnected(lam: Tensor, q: Tensor, g: Tensor, index: Tensor, mask: T
             total, share = sum(mass[c] for c in members), pi[b, k].clone()
             for c in members:
                 pi[b, c] = share * mass[c] / total
-    log_pi = torch.where(pi > 0, pi.clamp_min(torch.finfo(pi.dtype).tiny).log(), torch.full_like(pi, DEAD))
+    log_pi = pi.clamp_min(torch.finfo(pi.dtype).tiny).log().clamp_min(DEAD)  # an emptied slot reads DEAD
     changed = (splits > 0).to(lam.device)[:, None, None]
-    return torch.where(changed, pack(mu, log_var, log_pi.clamp_min(DEAD)), lam), q_new, splits
+    return torch.where(changed, pack(mu, log_var, log_pi), lam), q_new, splits
