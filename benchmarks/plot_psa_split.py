@@ -40,20 +40,20 @@ def main() -> None:
     test = run.splits.test[: args.scan]
     steps = o.eval_inner_steps or cfg.inner_steps
     solver = TetrominoesFamily().eval_solver(cfg, run.model)
-    res = {split: infer_scenes(run.model, test, steps, solver=solver, split=split) for split in (None, o.ard_tau)}
-    truth = object_counts(res[None]["labels"])
-    repeated = np.flatnonzero(colour_counts(res[None]["image"], res[None]["labels"]) < truth)[: args.images]
-    side = int(round(res[None]["image"].shape[1] ** 0.5))
+    res = infer_scenes(run.model, test, steps, solver=solver, split=o.ard_tau)  # before and after the split
+    truth = object_counts(res["labels"])
+    repeated = np.flatnonzero(colour_counts(res["image"], res["labels"]) < truth)[: args.images]
+    side = int(round(res["image"].shape[1] ** 0.5))
 
     fig, axes = plt.subplots(len(repeated), 4, figsize=(8, 2.1 * len(repeated)), squeeze=False)
     cmap = plt.get_cmap("tab10")
     for row, i in zip(axes, repeated):
-        counts = {s: int(active_slots(torch.from_numpy(r["lam_full"][i: i + 1]), o.ard_tau).sum()) - 1
-                  for s, r in res.items()}
-        panels = [(res[None]["image"][i].reshape(side, side, 3), "image"),
-                  (cmap(res[None]["labels"][i].reshape(side, side) % 10), f"truth: {truth[i]} objects"),
-                  (cmap(res[None]["pred"][i].reshape(side, side) % 10), f"q^T: ARD {counts[None]}"),
-                  (cmap(res[o.ard_tau]["pred"][i].reshape(side, side) % 10), f"split: ARD {counts[o.ard_tau]}")]
+        counts = {key: int(active_slots(torch.from_numpy(res[key][i: i + 1]), o.ard_tau).sum()) - 1
+                  for key in ("lam_unsplit", "lam_full")}
+        panels = [(res["image"][i].reshape(side, side, 3), "image"),
+                  (cmap(res["labels"][i].reshape(side, side) % 10), f"truth: {truth[i]} objects"),
+                  (cmap(res["pred_unsplit"][i].reshape(side, side) % 10), f"q^T: ARD {counts['lam_unsplit']}"),
+                  (cmap(res["pred"][i].reshape(side, side) % 10), f"split: ARD {counts['lam_full']}")]
         for ax, (img, title) in zip(row, panels):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title, fontsize=9)

@@ -182,12 +182,12 @@ def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=N
     ``restarts`` > 1: the best of that many runs by the true ELBO (:meth:`MPM.infer_restarts`, noise
     drawn from ``seed``, so the result is reproducible). ``split = τ`` (PSA only): the connectivity split
     move of :func:`~mpmkit_image.split.split_disconnected` at threshold τ, before decoding (the λ before
-    it in ``lam_unsplit``)."""
+    it in ``lam_unsplit``, its segmentation in ``pred_unsplit``: one inner loop gives both)."""
     device = next(model.parameters()).device
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     out: dict[str, list] = {k: [] for k in ("lam", "r", "masks", "recon", "pred", "pred_q", "labels", "image",
-                                            "lam_full", "lam_unsplit")}
+                                            "lam_full", "lam_unsplit", "pred_unsplit")}
     gmm = getattr(model.prior, "base", model.prior)  # PSAPrior wraps the global GMM
     for i in range(0, len(scenes), batch_size):
         batch = collate([scenes[j] for j in range(i, min(i + batch_size, len(scenes)))]).to(device)
@@ -195,6 +195,7 @@ def infer_scenes(model: MPM, scenes, steps: int, batch_size: int = 100, solver=N
                                    refine_lr=refine_lr, generator=generator)
         if split is not None:
             out["lam_unsplit"].append(inf.lam)
+            out["pred_unsplit"].append(model.likelihood.masks(batch.x, inf.lam, inf.q)[1].argmax(-1))
             lam, q, _ = split_disconnected(inf.lam, inf.q, inf.g, batch.x["index"], batch.mask,
                                            tuple(batch.x["image"].shape[-2:]), tau=split, min_mass=split)
             inf = dataclasses.replace(inf, lam=lam, q=q)
