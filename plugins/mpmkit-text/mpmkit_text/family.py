@@ -278,7 +278,7 @@ class APTopicsFamily(Family):
         if o.lda:
             n_lda = o.lda_topics or max(len(topics), 2)
             lda = lda_topics([d.ids.tolist() for d in splits.train], [d.ids.tolist() for d in test], c.vocab.words,
-                             n_lda, seed, o.lda_iter, o.top_n)
+                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf)
             for name, tl in (("lda", lda["topics"]), ("lda_tfidf", lda["topics_tfidf"])):
                 s = score_all_protocols(tl, reference, o.coherence_protocol)
                 metrics.update({f"{name}_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})

@@ -202,3 +202,17 @@ def test_pool_words_tf_count_and_docs():
     assert pooled == {7: {"x": 2, "y": 2}, 8: {"z": 1}} and docs == {7: {0, 1}, 8: {0}}
     with pytest.raises(ValueError):
         pool_words(words, local, cluster_of, tf="tokens")
+
+
+def test_lda_tfidf_row_follows_tf():
+    """The LDA row under MPM's tf-idf rule pools with the same ``tf`` as MPM (a repeated word counts once)."""
+    from mpmkit_text.topics import lda_topics
+
+    vocab = ["a1", "a2", "a3", "b1", "b2", "b3"]
+    train = [[0, 1, 2] * 3, [3, 4, 5] * 3] * 20  # two well-separated themes
+    test = [[0] * 20 + [1, 2]] + [[1, 2]] * 4 + [[3, 4, 5]] * 3  # a1 repeated 20 times in one document
+    top = {tf: sorted(lda_topics(train, test, vocab, 2, seed=0, max_iter=20, top_n=1, tf=tf)["topics_tfidf"].values())
+           for tf in ("count", "docs")}
+    # 2 used topics: idf = log(2 / 2) = 0 for every word, so ties go to the larger tf
+    assert top["count"] == [["a1"], ["b1"]]  # a1: 20 occurrences
+    assert top["docs"] == [["a2"], ["b1"]]  # a1 in 1 document, a2 and a3 in 5 (alphabetical tie-break)
