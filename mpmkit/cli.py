@@ -97,7 +97,10 @@ def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: s
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="evaluate with these keys changed, e.g. --set solver=pyro-nuts (the weights must still fit)")
 def evaluate(run_dir: str, which: str, overrides: tuple[str, ...]) -> None:
-    """Evaluate RUN_DIR on its test split; write RUN_DIR/metrics.json (metrics-KEY=VALUE.json with --set)."""
+    """Evaluate RUN_DIR on its test split; write RUN_DIR/metrics.json.
+
+    With --set: RUN_DIR/metrics-KEY=VALUE.json and the outputs in RUN_DIR/eval-KEY=VALUE/.
+    """
     from .config import parse_overrides
     from .runs import evaluate_run
 

@@ -69,16 +69,20 @@ def open_run(run_dir: str | Path, which: str = "best", device: str | None = None
 def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a run on its test split and write ``metrics.json`` into it.
 
-    With ``overrides`` the result goes to ``metrics-key=value[,...].json`` instead, so the
-    run's own metrics are never replaced by those of a variant.
+    With ``overrides`` the result goes to ``metrics-key=value[,...].json`` instead and the
+    family's other outputs (figures, topic lists) to the folder ``eval-key=value[,...]/``, so
+    the run's own metrics and outputs are never replaced by those of a variant.
     """
+    run_dir = Path(run_dir)
     run = open_run(run_dir, which, overrides=overrides)
-    metrics = run.family.evaluate(run.model, run.splits, run.cfg, Path(run_dir))
+    out_dir, name = run_dir, "metrics.json"
+    if overrides:
+        tag = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        tag = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in tag)
+        out_dir, name = run_dir / f"eval-{tag}", f"metrics-{tag}.json"
+    metrics = run.family.evaluate(run.model, run.splits, run.cfg, out_dir)
     metrics = {"family": run.cfg.family_name, "checkpoint": run.checkpoint.name, **metrics}
-    name = "metrics.json"
     if overrides:
         metrics["overrides"] = dict(overrides)
-        tag = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-        name = "metrics-" + "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in tag) + ".json"
-    ckpt.atomic_write_json(Path(run_dir) / name, metrics)
+    ckpt.atomic_write_json(run_dir / name, metrics)
     return metrics

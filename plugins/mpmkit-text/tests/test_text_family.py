@@ -99,8 +99,11 @@ def test_cli_fit_then_evaluate(setup, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(m["mpm_umass_mean"]) and (out / "topics.txt").exists() and "lda_umass_mean" not in m
     # the other protocol as the unprefixed one: a separate metrics file, same per-protocol numbers
+    topics = (out / "topics.txt").read_text()
     r = CliRunner().invoke(main, ["evaluate", str(out), "--set", "coherence_protocol=gensim"])
     assert r.exit_code == 0, r.output
+    assert (out / "topics.txt").read_text() == topics  # the variant's outputs go to their own folder
+    assert (out / "eval-coherence_protocol=gensim" / "topics.txt").exists()
     (g,) = out.glob("metrics-*gensim*.json")
     g = json.loads(g.read_text())
     assert g["coherence_protocol"] == "gensim" and g["mpm_umass_mean"] == g["mpm_gensim_umass_mean"]
