@@ -9,6 +9,12 @@ to LDA's word assignments ("LDA, tf-idf rule"). One table per coherence protocol
 "gensim" = gensim's u_mass and c_npmi with 10-token sliding windows).
 
     python benchmarks/ap_topics.py --seeds 0,1,2 [--set epochs=15 --set lda_topics=0] [--out runs/ap_topics]
+    python benchmarks/ap_topics.py --seeds 0,1,2 --out runs/ap_topics --evaluate-only [--set coherence_reference=train]
+
+The last row scores no model at all: every test document is its own topic (its tf-idf top words).
+With the test documents as reference (the paper's protocol) such copies of single articles score
+high, since their words co-occur in the article they come from by construction; with
+``coherence_reference=train`` (co-occurrences counted in the training documents) they do not.
 """
 from __future__ import annotations
 
@@ -24,21 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "mpmkit-text"))
 
 ROWS = [("MPM", "mpm"), ("LDA (as many topics as MPM uses)", "lda"), ("LDA, tf-idf rule", "lda_tfidf"),
-        ("LDA, fixed topic count", "ldax")]
+        ("LDA, fixed topic count", "ldax"), ("no model: each test document is a topic", "doctopic")]
 COLS = ["umass_mean", "umass_max", "npmi_mean", "npmi_max", "n_topics"]
 
 
-def lda_extra(run: Path, n_topics: int) -> dict:
+def lda_extra(run: Path, n_topics: int, overrides: dict | None = None) -> dict:
     """LDA with ``n_topics`` topics on the run's split, scored by the same code (prefix ``ldax_``)."""
     from mpmkit.runs import open_run
     from mpmkit_text.family import load_corpus, reference_tokens
     from mpmkit_text.topics import lda_topics, score_all_protocols
 
-    r = open_run(run)
+    r = open_run(run, overrides=overrides)
     c, o = load_corpus(r.cfg), r.cfg.family
     lda = lda_topics([d.ids.tolist() for d in c.train], [d.ids.tolist() for d in c.test], c.vocab.words, n_topics,
                      r.cfg.train.seed, o.lda_iter, o.top_n)
-    s = score_all_protocols(lda["topics"], [reference_tokens(c.documents[d.index].text) for d in c.test],
+    ref = c.test if o.coherence_reference == "test" else c.train
+    s = score_all_protocols(lda["topics"], [reference_tokens(c.documents[d.index].text) for d in ref],
                             o.coherence_protocol)
     return {f"ldax_{k}": v for k, v in s.items() if not k.endswith("per_topic")} | {
         "ldax_log_perplexity": lda["log_perplexity"]}
@@ -71,10 +78,12 @@ def main() -> None:
             values = {"seed": seed, "progress": False, "tensorboard": False, **parse_overrides(args.overrides)}
             Trainer(make_family("ap-topics"), config_for("ap-topics", values), run).fit()
         fit_s = time.perf_counter() - t0
-        m = evaluate_run(run)
+        # --evaluate-only --set KEY=VALUE: an evaluation variant (metrics-KEY=VALUE.json; the run's own kept)
+        variant = parse_overrides(args.overrides) if args.evaluate_only and args.overrides else None
+        m = evaluate_run(run, overrides=variant)
         m["fit_seconds"] = fit_s
         if args.lda_extra:
-            m.update(lda_extra(run, args.lda_extra))
+            m.update(lda_extra(run, args.lda_extra, variant))
         results.append(m)
         print(json.dumps({"seed": seed, "fit_seconds": round(fit_s, 1),
                           **{k: v for k, v in m.items() if isinstance(v, (int, float))}}), flush=True)

@@ -10,9 +10,10 @@ dropped from its split (the count is reported as ``dropped_empty``).
 
 Evaluation (:meth:`APTopicsFamily.evaluate`): corpus-level topics by the paper's rule
 (:mod:`mpmkit_text.topics`), UMass / NPMI on the test documents under every coherence protocol
-(``coherence_protocol`` picks the one reported without prefix), held-out log-perplexity,
-the LDA baseline scored by the same code, a ``topics.txt`` file and a Fig. 6-style table
-(``fig6.md``) in the run directory.
+(``coherence_protocol`` picks the one reported without prefix; ``coherence_reference=train`` counts
+co-occurrences in the training documents instead), held-out log-perplexity, the LDA baseline and a
+no-model row (each test document its own topic, ``doctopic_*``) scored by the same code, a
+``topics.txt`` file and a Fig. 6-style table (``fig6.md``) in the run directory.
 """
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ class APTopicsOptions:
     #: UMass +1) or "gensim" (gensim's u_mass / c_npmi, 10-token windows); every protocol is also written
     #: as {model}_{protocol}_{measure}_{mean|max}, see mpmkit_text.coherence
     coherence_protocol: Literal["document", "gensim"] = "document"
+    #: documents whose co-occurrences coherence counts: the test documents the topics are formed from (the
+    #: paper's protocol) or the training documents, disjoint from them (a topic copied from one test article
+    #: then gets no credit for its words co-occurring in that article; see the ``doctopic`` row)
+    coherence_reference: Literal["test", "train"] = "test"
     eval_inner_steps: int = 0  #: inner steps at test time (0: the training inner_steps)
     lda: bool = True  #: fit the LDA baseline in evaluate()
     lda_topics: int = 0  #: LDA topics (0: as many as MPM's used clusters)
@@ -88,6 +93,8 @@ class APTopicsOptions:
         if self.topic_tf not in ("count", "docs") or self.topic_docs not in ("test", "train+test"):
             raise ConfigError(f"topic_tf must be count|docs and topic_docs test|train+test, "
                               f"got {self.topic_tf!r}, {self.topic_docs!r}")
+        if self.coherence_reference not in ("test", "train"):
+            raise ConfigError(f"coherence_reference must be test|train, got {self.coherence_reference!r}")
         if self.coherence_protocol not in PROTOCOLS:
             raise ConfigError(f"coherence_protocol must be one of {tuple(PROTOCOLS)}, got {self.coherence_protocol!r}")
         if self.prior_scale <= 0 or not 0 < self.max_df <= 1 or not 0 < self.prior_decay < 1:
@@ -258,7 +265,8 @@ class APTopicsFamily(Family):
                                    tr["cluster"] + res["cluster"], o.topic_tf)
         topics = tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
-        reference = [reference_tokens(c.documents[d.index].text) for d in test]
+        ref_docs = test if o.coherence_reference == "test" else list(splits.train)
+        reference = [reference_tokens(c.documents[d.index].text) for d in ref_docs]
         mpm = score_all_protocols(topics, reference, o.coherence_protocol)
         per_topic = {}
         for key in [k for k in mpm if k.endswith("_per_topic")]:
@@ -273,7 +281,14 @@ class APTopicsFamily(Family):
             "mpm_docs_per_topic_median": float(np.median(n_docs)) if n_docs else float("nan"),
             "num_test_docs": len(test), "num_test_words": res["n_words"], "vocab_size": len(c.vocab),
             "dropped_empty": c.dropped_empty, "num_global": o.num_global, "num_topics": o.num_topics,
+            "coherence_reference": o.coherence_reference, "num_reference_docs": len(reference),
         }
+        # no model: every test document is its own topic (its tf-idf top words across the test documents);
+        # what the protocol gives topics that are copies of single articles
+        own = pool_words(words, [np.zeros(len(w), int) for w in words], [[i] for i in range(len(words))],
+                         o.topic_tf)[0]
+        s = score_all_protocols(tfidf_topics(own, o.top_n), reference, o.coherence_protocol)
+        metrics.update({f"doctopic_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})
         lda = None
         if o.lda:
             n_lda = o.lda_topics or max(len(topics), 2)

@@ -109,3 +109,30 @@ def test_cli_fit_then_evaluate(setup, tmp_path):
     assert g["coherence_protocol"] == "gensim" and g["mpm_umass_mean"] == g["mpm_gensim_umass_mean"]
     assert g["mpm_gensim_npmi_mean"] == pytest.approx(m["mpm_gensim_npmi_mean"], abs=1e-12)
     assert g["mpm_document_umass_mean"] == pytest.approx(m["mpm_umass_mean"], abs=1e-12)
+
+
+def test_doctopic_row_and_training_reference(fitted, setup):
+    """The no-model row is each test document's own tf-idf top words; coherence_reference=train moves
+    every row's co-occurrence counts to the training documents (a separate metrics file)."""
+    from mpmkit_text.coherence import tfidf_topics
+
+    run, m = fitted
+    _, values = setup
+    corpus = load_corpus(config_for("ap-topics", values))
+    test_ref = [reference_tokens(corpus.documents[d.index].text) for d in corpus.test]
+    train_ref = [reference_tokens(corpus.documents[d.index].text) for d in corpus.train]
+    own = tfidf_topics({i: d.words for i, d in enumerate(corpus.test)}, 10)
+    assert m["doctopic_n_topics"] == len(corpus.test) == len(own)
+    assert m["doctopic_umass_mean"] == pytest.approx(score_topics(own, test_ref)["umass_mean"], abs=1e-12)
+    assert m["coherence_reference"] == "test" and m["num_reference_docs"] == len(corpus.test)
+
+    t = evaluate_run(run, overrides={"coherence_reference": "train", "lda": False})
+    assert t["num_reference_docs"] == len(corpus.train)
+    assert (run / "metrics-coherence_reference=train,lda=False.json").exists()
+    mpm = [ln.split("\t")[-1].split() for ln in (run / "topics.txt").read_text().splitlines()
+           if not ln.startswith("#") and not ln.startswith("lda")]  # same checkpoint, same topics
+    for measure in ("umass", "npmi"):
+        assert t[f"mpm_{measure}_mean"] == pytest.approx(score_topics(mpm, train_ref)[f"{measure}_mean"], abs=1e-12)
+        own_train = score_topics(own, train_ref)[f"{measure}_mean"]
+        assert t[f"doctopic_{measure}_mean"] == pytest.approx(own_train, abs=1e-12)
+    assert t["mpm_umass_mean"] != m["mpm_umass_mean"]  # the counts did move
