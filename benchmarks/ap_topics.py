@@ -88,7 +88,9 @@ def main() -> None:
         print(json.dumps({"seed": seed, "fit_seconds": round(fit_s, 1),
                           **{k: v for k, v in m.items() if isinstance(v, (int, float))}}), flush=True)
 
-    print(f"\n{len(results)} seeds; MPM fit {np.mean([r['fit_seconds'] for r in results]):.0f} s/seed")
+    fit = "" if args.evaluate_only else f"; MPM fit {np.mean([r['fit_seconds'] for r in results]):.0f} s/seed"
+    note = f"; evaluation variant {args.overrides}" if args.evaluate_only and args.overrides else ""
+    print(f"\n{len(results)} seeds{fit}{note}")
     for protocol in PROTOCOLS:
         print_table(results, protocol)
 
