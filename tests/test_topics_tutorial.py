@@ -29,3 +29,7 @@ def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert (run / "topics.txt").read_text().count("\n") >= 2
     assert "Corpus topics" in (run / "fig6.md").read_text()
+    # section 5: the same topics scored against the training articles, in a separate metrics file
+    variant = json.loads((run / "metrics-coherence_reference=train,lda=False.json").read_text())
+    assert variant["num_reference_docs"] > metrics["num_reference_docs"] == metrics["num_test_docs"]
+    assert variant["mpm_n_topics"] == metrics["mpm_n_topics"] and variant["doctopic_n_topics"] == metrics["num_test_docs"]
