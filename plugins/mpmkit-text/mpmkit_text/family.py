@@ -65,7 +65,9 @@ class APTopicsOptions:
     # -- evaluation ----------------------------------------------------------------------------
     top_n: int = 10  #: words per corpus-level topic
     topic_tf: Literal["count", "docs"] = "count"  #: tf-idf's tf: word occurrences (paper) or documents per cluster
-    topic_docs: Literal["test", "train+test"] = "test"  #: documents whose words are pooled into the topics
+    #: documents whose words are pooled into the topics: the test documents (paper), the training documents
+    #: (scored on the test documents, topics and reference are then disjoint), or both
+    topic_docs: Literal["test", "train", "train+test"] = "test"
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
     #: UMass +1) or "gensim" (gensim's u_mass / c_npmi, 10-token windows); every protocol is also written
     #: as {model}_{protocol}_{measure}_{mean|max}, see mpmkit_text.coherence
@@ -90,8 +92,8 @@ class APTopicsOptions:
             raise ConfigError(f"position_buckets ({self.position_buckets}) cannot exceed max_length ({self.max_length})")
         from .coherence import PROTOCOLS
 
-        if self.topic_tf not in ("count", "docs") or self.topic_docs not in ("test", "train+test"):
-            raise ConfigError(f"topic_tf must be count|docs and topic_docs test|train+test, "
+        if self.topic_tf not in ("count", "docs") or self.topic_docs not in ("test", "train", "train+test"):
+            raise ConfigError(f"topic_tf must be count|docs and topic_docs test|train|train+test, "
                               f"got {self.topic_tf!r}, {self.topic_docs!r}")
         if self.coherence_reference not in ("test", "train"):
             raise ConfigError(f"coherence_reference must be test|train, got {self.coherence_reference!r}")
@@ -258,11 +260,13 @@ class APTopicsFamily(Family):
         res = self.infer(model, test, cfg)
         words = [d.words for d in test]
         pooled, contributors = pool_words(words, res["local"], res["cluster"], o.topic_tf)
-        if o.topic_docs == "train+test":
+        if o.topic_docs != "test":
             train = list(splits.train)
             tr = self.infer(model, train, cfg)
-            pooled, _ = pool_words([d.words for d in train] + words, tr["local"] + res["local"],
-                                   tr["cluster"] + res["cluster"], o.topic_tf)
+            both = o.topic_docs == "train+test"
+            pooled, _ = pool_words([d.words for d in train] + (words if both else []),
+                                   tr["local"] + (res["local"] if both else []),
+                                   tr["cluster"] + (res["cluster"] if both else []), o.topic_tf)
         topics = tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
         ref_docs = test if o.coherence_reference == "test" else list(splits.train)

@@ -136,3 +136,24 @@ def test_doctopic_row_and_training_reference(fitted, setup):
         own_train = score_topics(own, train_ref)[f"{measure}_mean"]
         assert t[f"doctopic_{measure}_mean"] == pytest.approx(own_train, abs=1e-12)
     assert t["mpm_umass_mean"] != m["mpm_umass_mean"]  # the counts did move
+
+
+def test_topic_docs_train_pools_only_training_documents(fitted, setup):
+    """topic_docs=train: topics from the training documents' words, scored on the test documents."""
+    from mpmkit.runs import open_run
+    from mpmkit_text.coherence import tfidf_topics
+    from mpmkit_text.topics import pool_words
+
+    run, _ = fitted
+    overrides = {"topic_docs": "train", "lda": False}
+    r = open_run(run, overrides=overrides)
+    train = list(r.splits.train)
+    inf = r.family.infer(r.model, train, r.cfg)
+    expected = tfidf_topics(pool_words([d.words for d in train], inf["local"], inf["cluster"])[0], 10)
+    m = evaluate_run(run, overrides=overrides)
+    lines = (run / "eval-lda=False,topic_docs=train" / "topics.txt").read_text().splitlines()
+    got = {int(ln.split("\t")[0]): ln.split("\t")[-1].split() for ln in lines if not ln.startswith("#")}
+    assert got == expected and m["mpm_n_topics"] == len(expected)
+    corpus = load_corpus(r.cfg)
+    test_ref = [reference_tokens(corpus.documents[d.index].text) for d in r.splits.test]
+    assert m["mpm_umass_mean"] == pytest.approx(score_topics(expected, test_ref)["umass_mean"], abs=1e-12)
