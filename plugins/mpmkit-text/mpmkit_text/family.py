@@ -66,7 +66,8 @@ class APTopicsOptions:
     top_n: int = 10  #: words per corpus-level topic
     topic_tf: Literal["count", "docs"] = "count"  #: tf-idf's tf: word occurrences (paper) or documents per cluster
     #: documents whose words are pooled into the topics: the test documents (paper), the training documents
-    #: (scored on the test documents, topics and reference are then disjoint), or both
+    #: (scored on the test documents, topics and reference are then disjoint), or both; MPM's topics only
+    #: (the LDA row under MPM's tf-idf rule pools LDA's assignments of the test documents either way)
     topic_docs: Literal["test", "train", "train+test"] = "test"
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
     #: UMass +1) or "gensim" (gensim's u_mass / c_npmi, 10-token windows); every protocol is also written
