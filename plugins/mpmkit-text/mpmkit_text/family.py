@@ -65,6 +65,9 @@ class APTopicsOptions:
     # -- evaluation ----------------------------------------------------------------------------
     top_n: int = 10  #: words per corpus-level topic
     topic_tf: Literal["count", "docs"] = "count"  #: tf-idf's tf: word occurrences (paper) or documents per cluster
+    #: a cluster's words: the paper's tf-idf of the words pooled into it, or the top words of the likelihood
+    #: averaged over the local topics assigned to it (a topic-word distribution, like LDA's; see likelihood_topics)
+    topic_words: Literal["tfidf", "likelihood"] = "tfidf"
     #: documents whose words are pooled into the topics: the test documents (paper), the training documents
     #: (scored on the test documents, topics and reference are then disjoint), or both; MPM's topics only
     #: (the LDA row under MPM's tf-idf rule pools LDA's assignments of the test documents either way)
@@ -96,6 +99,8 @@ class APTopicsOptions:
         if self.topic_tf not in ("count", "docs") or self.topic_docs not in ("test", "train", "train+test"):
             raise ConfigError(f"topic_tf must be count|docs and topic_docs test|train|train+test, "
                               f"got {self.topic_tf!r}, {self.topic_docs!r}")
+        if self.topic_words not in ("tfidf", "likelihood"):
+            raise ConfigError(f"topic_words must be tfidf|likelihood, got {self.topic_words!r}")
         if self.coherence_reference not in ("test", "train"):
             raise ConfigError(f"coherence_reference must be test|train, got {self.coherence_reference!r}")
         if self.coherence_protocol not in PROTOCOLS:
@@ -261,14 +266,14 @@ class APTopicsFamily(Family):
         res = self.infer(model, test, cfg)
         words = [d.words for d in test]
         pooled, contributors = pool_words(words, res["local"], res["cluster"], o.topic_tf)
-        if o.topic_docs != "test":
-            train = list(splits.train)
-            tr = self.infer(model, train, cfg)
-            both = o.topic_docs == "train+test"
-            pooled, _ = pool_words([d.words for d in train] + (words if both else []),
-                                   tr["local"] + (res["local"] if both else []),
-                                   tr["cluster"] + (res["cluster"] if both else []), o.topic_tf)
-        topics = tfidf_topics(pooled, o.top_n)
+        sources = {"test": test, "train": list(splits.train), "train+test": list(splits.train) + test}[o.topic_docs]
+        if o.topic_words == "likelihood":
+            topics = likelihood_topics(model, sources, cfg, c.vocab.words, o.top_n)
+        else:
+            if o.topic_docs != "test":
+                src = self.infer(model, sources, cfg)
+                pooled, _ = pool_words([d.words for d in sources], src["local"], src["cluster"], o.topic_tf)
+            topics = tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
         ref_docs = test if o.coherence_reference == "test" else list(splits.train)
         reference = [reference_tokens(c.documents[d.index].text) for d in ref_docs]
@@ -313,6 +318,35 @@ class APTopicsFamily(Family):
         metrics["fig6_file"] = str(out_dir / "fig6.md")
         metrics["eval_seconds"] = time.perf_counter() - t0
         return metrics
+
+
+@torch.no_grad()
+def cluster_word_mass(model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int = 32) -> torch.Tensor:
+    """``[L, V]``: row l = Σ_{(i,k) → l} n_ik p_θ(x | μ_ik), over the local topics (i, k) of ``docs``
+    whose most responsible cluster is l, with n_ik = Σ_j q_ijk the number of words local topic k explains
+    and p_θ(x | μ_ik) averaged over the position buckets (float64; empty ``[0, 0]`` without documents)."""
+    steps = cfg.family.eval_inner_steps or cfg.inner_steps
+    device = next(model.parameters()).device
+    acc = torch.zeros(0, 0, dtype=torch.float64)
+    for lo in range(0, len(docs), batch_size):
+        batch = collate(docs[lo: lo + batch_size]).to(device)
+        inf = model.infer(batch, steps=steps)
+        p = model.likelihood.log_probs(inf.lam).exp().mean(2)  # [B, K, V]
+        n = (inf.q * batch.mask.unsqueeze(-1)).sum(1)  # [B, K] words per local topic
+        r = model.prior.responsibilities(inf.lam)  # [B, K, L]
+        if not acc.numel():
+            acc = torch.zeros(r.shape[-1], p.shape[-1], dtype=torch.float64, device=device)
+        acc.index_add_(0, r.argmax(-1).reshape(-1), (n.unsqueeze(-1) * p).reshape(-1, p.shape[-1]).double())
+    return acc.cpu()
+
+
+def likelihood_topics(model: MPM, docs: list[TopicDocument], cfg: Config, vocab, top_n: int = 10,
+                      batch_size: int = 32) -> dict[int, list[str]]:
+    """Corpus-level topics from the likelihood: cluster l → the ``top_n`` words of row l of
+    :func:`cluster_word_mass` (a topic-word distribution, as LDA's); clusters explaining no word are unused."""
+    acc = cluster_word_mass(model, docs, cfg, batch_size)
+    return {int(l): [vocab[v] for v in acc[l].topk(min(top_n, len(vocab))).indices.tolist()]
+            for l in (acc.sum(1) > 0.5).nonzero()[:, 0].tolist()}
 
 
 @torch.no_grad()

@@ -157,3 +157,36 @@ def test_topic_docs_train_pools_only_training_documents(fitted, setup):
     corpus = load_corpus(r.cfg)
     test_ref = [reference_tokens(corpus.documents[d.index].text) for d in r.splits.test]
     assert m["mpm_umass_mean"] == pytest.approx(score_topics(expected, test_ref)["umass_mean"], abs=1e-12)
+
+
+def test_likelihood_topics_match_a_direct_sum_and_ignore_padding(fitted, setup):
+    """topic_words=likelihood: cluster l's words are the top words of Σ n_ik p(x | μ_ik) over the local
+    topics assigned to l; padded batches give the sums of one document at a time."""
+    import torch
+    from mpmkit.runs import open_run
+    from mpmkit_text.family import cluster_word_mass, collate, likelihood_topics
+
+    run, _ = fitted
+    r = open_run(run)
+    model, cfg = r.model.eval(), r.cfg
+    docs = list(r.splits.train)
+    vocab = load_corpus(cfg).vocab.words
+    acc = torch.zeros(cfg.family.num_global, len(vocab), dtype=torch.float64)
+    with torch.no_grad():
+        for d in docs:  # one document at a time, by hand
+            b = collate([d])
+            inf = model.infer(b, steps=cfg.inner_steps)
+            p = model.likelihood.log_probs(inf.lam).exp().mean(2)[0]  # [K, V]
+            n = inf.q[0].sum(0)  # [K]
+            for k, l in enumerate(model.prior.responsibilities(inf.lam)[0].argmax(-1).tolist()):
+                acc[l] += n[k].double() * p[k].double()
+    for batch_size in (1, 7, 32):
+        assert torch.allclose(cluster_word_mass(model, docs, cfg, batch_size), acc, rtol=1e-5, atol=1e-6)
+    assert float(acc.sum()) == pytest.approx(sum(len(d) for d in docs), rel=1e-4)  # every word explained once
+    mass = cluster_word_mass(model, docs, cfg)
+    topics = likelihood_topics(model, docs, cfg, vocab, top_n=5)
+    assert set(topics) == {l for l in range(len(acc)) if float(acc[l].sum()) > 0.5}
+    for l, words in topics.items():
+        assert words == [vocab[v] for v in mass[l].topk(5).indices.tolist()]
+    m = evaluate_run(run, overrides={"topic_words": "likelihood", "lda": False})
+    assert m["mpm_n_topics"] == len(topics)
