@@ -310,7 +310,9 @@ class APTopicsFamily(Family):
             metrics["lda_log_perplexity"] = lda["log_perplexity"]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_topics(out_dir / "topics.txt", topics, per_topic, contributors, lda)
+        rule = "by tf-idf" if o.topic_words == "tfidf" else "of the likelihood"
+        write_topics(out_dir / "topics.txt", topics, per_topic, contributors, lda,
+                     f"top words {rule}, {o.topic_docs} documents")
         example = min(max(o.example_doc, 0), len(test) - 1)
         (out_dir / "fig6.md").write_text(fig6_table(c.documents[test[example].index], test[example],
                                                     res["local"][example], res["cluster"][example], topics, contributors))
@@ -368,7 +370,8 @@ def init_centres(model: MPM, train: list[TopicDocument], num_global: int, max_do
         model.prior.centres.copy_(centres)
 
 
-def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, lda: dict | None) -> None:
+def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, lda: dict | None,
+                 rule: str = "top words by tf-idf") -> None:
     """One line per corpus-level topic: cluster, test documents pooled, coherences, top words.
 
     ``per_topic``: cluster -> {"umass": u, "npmi": n, "document_umass": ..., "gensim_npmi": ...}; the
@@ -381,7 +384,7 @@ def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, 
 
     order = list(MEASURES) + [f"{p}_{m}" for p in PROTOCOLS for m in MEASURES]
     keys = [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
-    lines = [f"# MPM corpus-level topics (global cluster: #test docs pooled, {', '.join(keys)}: top words by tf-idf)"]
+    lines = [f"# MPM corpus-level topics (global cluster: #test docs pooled, {', '.join(keys)}: {rule})"]
     for t, ws in topics.items():
         vals = "".join(f"{per_topic.get(t, {}).get(k, math.nan):.3f}\t" for k in keys)
         lines.append(f"{t}\t{len(contributors[t])}\t{vals}{' '.join(ws)}")
