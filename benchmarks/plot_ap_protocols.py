@@ -1,12 +1,14 @@
-"""UMass and NPMI of MPM, LDA and the no-model row under three ways of scoring topics, as a figure.
+"""UMass and NPMI of MPM, LDA and the no-model row under four ways of forming and scoring topics, as a figure.
 
     python benchmarks/plot_ap_protocols.py runs/apd/k5 runs/apd/k2 runs/apd/k1 --out benchmarks/ap_protocols.png
 
-Each argument is an ``ap_topics.py --out`` folder (``seedS/`` runs) evaluated three ways:
-(a) the paper's protocol (``metrics.json``), (b) topics from the training articles scored on the
-test articles (``metrics-topic_docs=train.json``) and (c) the paper's topics scored on the training
-articles (``metrics-coherence_reference=train.json``), written by
-``ap_topics.py --evaluate-only [--set topic_docs=train | --set coherence_reference=train]``.
+Each argument is an ``ap_topics.py --out`` folder (``seedS/`` runs) evaluated four ways:
+(a) the paper's protocol (``metrics.json``), (b) tf-idf topics from the training articles scored on
+the test articles (``metrics-topic_docs=train.json``), (c) the paper's topics scored on the training
+articles (``metrics-coherence_reference=train.json``) and (d) the likelihood's topic-word
+distributions from the training articles scored on the test articles
+(``metrics-topic_docs=train,topic_words=likelihood.json``), written by ``ap_topics.py --evaluate-only
+[--set topic_docs=train | --set coherence_reference=train | --set topic_docs=train --set topic_words=likelihood]``.
 Bars are means over the seeds, whiskers the sample std; the issue's targets are dashed lines.
 """
 from __future__ import annotations
@@ -21,9 +23,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-WAYS = [("(a) paper: formed from test,\nscored on test", "metrics.json"),
-        ("(b) formed from train,\nscored on test", "metrics-topic_docs=train.json"),
-        ("(c) formed from test,\nscored on train", "metrics-coherence_reference=train.json")]
+WAYS = [("(a) paper: tf-idf, formed from\ntest, scored on test", "metrics.json"),
+        ("(b) tf-idf, formed from\ntrain, scored on test", "metrics-topic_docs=train.json"),
+        ("(c) tf-idf, formed from\ntest, scored on train", "metrics-coherence_reference=train.json"),
+        ("(d) likelihood, formed from\ntrain, scored on test", "metrics-topic_docs=train,topic_words=likelihood.json")]
+FROM_TRAIN = {WAYS[1][1], WAYS[3][1]}  # ways whose topics come from the training articles
 TARGETS = {"umass": -0.46, "npmi": 0.23}
 
 
@@ -48,8 +52,8 @@ def bars(folders: list[Path]) -> dict[str, dict[str, list[tuple[float, float]]]]
             for label, prefix in rows:
                 for measure in TARGETS:
                     v = np.array([m[f"{prefix}_document_{measure}_mean"] for m in ms], float)
-                    if prefix == "doctopic" and name == WAYS[1][1]:
-                        v[:] = np.nan  # the no-model row is formed from the test articles: not a way-(b) row
+                    if prefix == "doctopic" and name in FROM_TRAIN:
+                        v[:] = np.nan  # the no-model row is formed from the test articles
                     sd = v.std(ddof=1) if len(v) > 1 else 0.0
                     out.setdefault(label, {}).setdefault(measure, []).append((float(np.mean(v)), float(sd)))
     return out
@@ -61,7 +65,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/ap_protocols.png")
     args = ap.parse_args()
     data = bars(args.folders)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
     width = 0.8 / len(data)
     for ax, measure in zip(axes, TARGETS):
         for j, (label, d) in enumerate(data.items()):
@@ -75,7 +79,7 @@ def main() -> None:
         ax.set_title(f"{'UMass' if measure == 'umass' else 'NPMI'} mean (dashed: the issue's target)", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels))
-    fig.suptitle("AP topics: the same topics scored three ways (document co-occurrence; mean ± std over seeds)",
+    fig.suptitle("AP topics: topics formed and scored four ways (document co-occurrence; mean ± std over seeds)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
