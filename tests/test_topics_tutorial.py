@@ -33,3 +33,7 @@ def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
     variant = json.loads((run / "metrics-coherence_reference=train,lda=False.json").read_text())
     assert variant["num_reference_docs"] > metrics["num_reference_docs"] == metrics["num_test_docs"]
     assert variant["mpm_n_topics"] == metrics["mpm_n_topics"] and variant["doctopic_n_topics"] == metrics["num_test_docs"]
+    held_out = json.loads((run / "metrics-topic_docs=train,topic_words=likelihood.json").read_text())
+    assert held_out["mpm_n_topics"] >= 1 and math.isfinite(held_out["lda_umass_mean"])
+    topics = (run / "eval-topic_docs=train,topic_words=likelihood" / "topics.txt").read_text()
+    assert "of the likelihood" in topics
