@@ -10,6 +10,8 @@ to LDA's word assignments ("LDA, tf-idf rule"). One table per coherence protocol
 
     python benchmarks/ap_topics.py --seeds 0,1,2 [--set epochs=15 --set lda_topics=0] [--out runs/ap_topics]
     python benchmarks/ap_topics.py --seeds 0,1,2 --out runs/ap_topics --evaluate-only [--set coherence_reference=train]
+    python benchmarks/ap_topics.py --seeds 0,1,2 --out runs/ap_topics --evaluate-only \
+        --set topic_words=likelihood --set topic_docs=train   # the model's topics, formed without the test articles
 
 The last row scores no model at all: every test document is its own topic (its tf-idf top words).
 With the test documents as reference (the paper's protocol) such copies of single articles score
