@@ -9,7 +9,9 @@ in-vocabulary words (:mod:`mpmkit_text.vocab`); a document with no observation l
 dropped from its split (the count is reported as ``dropped_empty``).
 
 Evaluation (:meth:`APTopicsFamily.evaluate`): corpus-level topics by the paper's rule
-(:mod:`mpmkit_text.topics`), UMass / NPMI on the test documents under every coherence protocol
+(:mod:`mpmkit_text.topics`; ``topic_words=likelihood`` reads them off the likelihood instead,
+:func:`likelihood_topics`, and ``topic_docs=train`` forms them from the training documents),
+UMass / NPMI on the test documents under every coherence protocol
 (``coherence_protocol`` picks the one reported without prefix; ``coherence_reference=train`` counts
 co-occurrences in the training documents instead), held-out log-perplexity, the LDA baseline and a
 no-model row (each test document its own topic, ``doctopic_*``) scored by the same code, a
