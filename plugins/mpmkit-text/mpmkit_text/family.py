@@ -235,15 +235,13 @@ class APTopicsFamily(Family):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def infer(self, model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int = 32) -> dict[str, Any]:
-        """Per document: argmax local topic per word, global cluster per local topic, log-likelihoods."""
-        steps = cfg.family.eval_inner_steps or cfg.inner_steps
-        device = next(model.parameters()).device
+    def infer(self, model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int = 32,
+              word_mass: bool = False) -> dict[str, Any]:
+        """Per document: argmax local topic per word, global cluster per local topic, log-likelihoods;
+        with ``word_mass`` also :func:`cluster_word_mass` of ``docs`` from the same inner loop."""
         local, cluster, ll_sum, elbo_sum, n = [], [], 0.0, 0.0, 0
-        for lo in range(0, len(docs), batch_size):
-            chunk = docs[lo: lo + batch_size]
-            batch = collate(chunk).to(device)
-            inf = model.infer(batch, steps=steps)
+        mass = torch.zeros(0, 0, dtype=torch.float64)
+        for chunk, batch, inf in _inferred_batches(model, docs, cfg, batch_size):
             ll = model.likelihood.log_prob(batch.x, inf.lam, batch.mask)  # [B, N, K]
             mix = torch.logsumexp(ll + model.log_pz(inf.lam).unsqueeze(1), -1)  # log Σ_k p(z=k) p(x|k, λ)
             ll_sum += float((mix * batch.mask).sum())
@@ -254,8 +252,11 @@ class APTopicsFamily(Family):
             for b, d in enumerate(chunk):
                 local.append(k[b, : len(d)])
                 cluster.append(r[b])
-        return {"local": local, "cluster": cluster, "log_perplexity": -ll_sum / max(n, 1),
-                "neg_elbo_per_word": -elbo_sum / max(n, 1), "n_words": n}
+            if word_mass:
+                mass = _add_word_mass(mass, model, batch, inf)
+        out = {"local": local, "cluster": cluster, "log_perplexity": -ll_sum / max(n, 1),
+               "neg_elbo_per_word": -elbo_sum / max(n, 1), "n_words": n}
+        return out | ({"word_mass": mass.cpu()} if word_mass else {})
 
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
         from .coherence import tfidf_topics
@@ -265,17 +266,21 @@ class APTopicsFamily(Family):
         o, c, seed = cfg.family, load_corpus(cfg), cfg.train.seed
         test = list(splits.test)
         model.eval()
-        res = self.infer(model, test, cfg)
+        likelihood, with_test = o.topic_words == "likelihood", o.topic_docs != "train"
+        res = self.infer(model, test, cfg, word_mass=likelihood and with_test)  # the test documents, once
         words = [d.words for d in test]
         pooled, contributors = pool_words(words, res["local"], res["cluster"], o.topic_tf)
-        sources = {"test": test, "train": list(splits.train), "train+test": list(splits.train) + test}[o.topic_docs]
-        if o.topic_words == "likelihood":
-            topics = likelihood_topics(model, sources, cfg, c.vocab.words, o.top_n)
-        else:
-            if o.topic_docs != "test":
-                src = self.infer(model, sources, cfg)
-                pooled, _ = pool_words([d.words for d in sources], src["local"], src["cluster"], o.topic_tf)
-            topics = tfidf_topics(pooled, o.top_n)
+        mass = res.get("word_mass")
+        if o.topic_docs != "test":  # add (train+test) or switch (train) to the training documents
+            train = list(splits.train)
+            if likelihood:
+                mass = cluster_word_mass(model, train, cfg) + (mass if with_test else 0)
+            else:
+                tr = self.infer(model, train, cfg)
+                pooled, _ = pool_words([d.words for d in train] + (words if with_test else []),
+                                       tr["local"] + (res["local"] if with_test else []),
+                                       tr["cluster"] + (res["cluster"] if with_test else []), o.topic_tf)
+        topics = top_words(mass, c.vocab.words, o.top_n) if likelihood else tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
         ref_docs = test if o.coherence_reference == "test" else list(splits.train)
         reference = [reference_tokens(c.documents[d.index].text) for d in ref_docs]
@@ -324,33 +329,49 @@ class APTopicsFamily(Family):
         return metrics
 
 
+def _inferred_batches(model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int):
+    """(documents, batch, inference) for each batch of ``docs``: the test-time inner loop, run once."""
+    steps = cfg.family.eval_inner_steps or cfg.inner_steps
+    device = next(model.parameters()).device
+    for lo in range(0, len(docs), batch_size):
+        chunk = docs[lo: lo + batch_size]
+        batch = collate(chunk).to(device)
+        yield chunk, batch, model.infer(batch, steps=steps)
+
+
+def _add_word_mass(acc: torch.Tensor, model: MPM, batch: Batch, inf) -> torch.Tensor:
+    """``acc`` (``[L, V]``, or empty to start) plus one batch's n_ik p_θ(x | μ_ik), each in the row of its cluster."""
+    p = model.likelihood.log_probs(inf.lam).exp().mean(2)  # [B, K, V]
+    n = (inf.q * batch.mask.unsqueeze(-1)).sum(1)  # [B, K] words per local topic
+    r = model.prior.responsibilities(inf.lam)  # [B, K, L]
+    if not acc.numel():
+        acc = torch.zeros(r.shape[-1], p.shape[-1], dtype=torch.float64, device=p.device)
+    return acc.index_add_(0, r.argmax(-1).reshape(-1), (n.unsqueeze(-1) * p).reshape(-1, p.shape[-1]).double())
+
+
 @torch.no_grad()
 def cluster_word_mass(model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int = 32) -> torch.Tensor:
     """``[L, V]``: row l = Σ_{(i,k) → l} n_ik p_θ(x | μ_ik), over the local topics (i, k) of ``docs``
     whose most responsible cluster is l, with n_ik = Σ_j q_ijk the number of words local topic k explains
     and p_θ(x | μ_ik) averaged over the position buckets (float64; empty ``[0, 0]`` without documents)."""
-    steps = cfg.family.eval_inner_steps or cfg.inner_steps
-    device = next(model.parameters()).device
     acc = torch.zeros(0, 0, dtype=torch.float64)
-    for lo in range(0, len(docs), batch_size):
-        batch = collate(docs[lo: lo + batch_size]).to(device)
-        inf = model.infer(batch, steps=steps)
-        p = model.likelihood.log_probs(inf.lam).exp().mean(2)  # [B, K, V]
-        n = (inf.q * batch.mask.unsqueeze(-1)).sum(1)  # [B, K] words per local topic
-        r = model.prior.responsibilities(inf.lam)  # [B, K, L]
-        if not acc.numel():
-            acc = torch.zeros(r.shape[-1], p.shape[-1], dtype=torch.float64, device=device)
-        acc.index_add_(0, r.argmax(-1).reshape(-1), (n.unsqueeze(-1) * p).reshape(-1, p.shape[-1]).double())
+    for _, batch, inf in _inferred_batches(model, docs, cfg, batch_size):
+        acc = _add_word_mass(acc, model, batch, inf)
     return acc.cpu()
+
+
+def top_words(mass: torch.Tensor, vocab, top_n: int = 10) -> dict[int, list[str]]:
+    """Cluster l → the ``top_n`` words of row l of a :func:`cluster_word_mass`; clusters explaining no word
+    are unused."""
+    return {int(l): [vocab[v] for v in mass[l].topk(min(top_n, len(vocab))).indices.tolist()]
+            for l in (mass.sum(1) > 0.5).nonzero()[:, 0].tolist()}
 
 
 def likelihood_topics(model: MPM, docs: list[TopicDocument], cfg: Config, vocab, top_n: int = 10,
                       batch_size: int = 32) -> dict[int, list[str]]:
     """Corpus-level topics from the likelihood: cluster l → the ``top_n`` words of row l of
     :func:`cluster_word_mass` (a topic-word distribution, as LDA's); clusters explaining no word are unused."""
-    acc = cluster_word_mass(model, docs, cfg, batch_size)
-    return {int(l): [vocab[v] for v in acc[l].topk(min(top_n, len(vocab))).indices.tolist()]
-            for l in (acc.sum(1) > 0.5).nonzero()[:, 0].tolist()}
+    return top_words(cluster_word_mass(model, docs, cfg, batch_size), vocab, top_n)
 
 
 @torch.no_grad()
