@@ -72,6 +72,8 @@ def main() -> None:
     from mpmkit_text.coherence import PROTOCOLS
 
     torch.set_num_threads(args.threads)
+    # --evaluate-only --set KEY=VALUE: an evaluation variant (metrics-KEY=VALUE.json; the run's own kept)
+    variant = parse_overrides(args.overrides) if args.evaluate_only and args.overrides else None
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         run = Path(args.out) / f"seed{seed}"
@@ -80,8 +82,6 @@ def main() -> None:
             values = {"seed": seed, "progress": False, "tensorboard": False, **parse_overrides(args.overrides)}
             Trainer(make_family("ap-topics"), config_for("ap-topics", values), run).fit()
         fit_s = time.perf_counter() - t0
-        # --evaluate-only --set KEY=VALUE: an evaluation variant (metrics-KEY=VALUE.json; the run's own kept)
-        variant = parse_overrides(args.overrides) if args.evaluate_only and args.overrides else None
         m = evaluate_run(run, overrides=variant)
         m["fit_seconds"] = fit_s
         if args.lda_extra:
@@ -91,7 +91,7 @@ def main() -> None:
                           **{k: v for k, v in m.items() if isinstance(v, (int, float))}}), flush=True)
 
     fit = "" if args.evaluate_only else f"; MPM fit {np.mean([r['fit_seconds'] for r in results]):.0f} s/seed"
-    note = f"; evaluation variant {args.overrides}" if args.evaluate_only and args.overrides else ""
+    note = f"; evaluation variant {variant}" if variant else ""
     print(f"\n{len(results)} seeds{fit}{note}")
     for protocol in PROTOCOLS:
         print_table(results, protocol)
