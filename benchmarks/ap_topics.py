@@ -6,7 +6,8 @@ and scores both models' topics with the same coherence code on the same test doc
 LDA is reported two ways: the usual top words of each topic ("LDA") and the MPM rule applied
 to LDA's word assignments ("LDA, tf-idf rule"). One table per coherence protocol
 (``mpmkit_text.coherence.PROTOCOLS``: "document" = whole test documents, UMass with +1;
-"gensim" = gensim's u_mass and c_npmi with 10-token sliding windows).
+"gensim" = gensim's u_mass and c_npmi with 10-token sliding windows; "scholar" = "document" with
+NPMI 0 for a pair that never co-occurs).
 
     python benchmarks/ap_topics.py --seeds 0,1,2 [--set epochs=15 --set lda_topics=0] [--out runs/ap_topics]
     python benchmarks/ap_topics.py --seeds 0,1,2 --out runs/ap_topics --evaluate-only [--set coherence_reference=train]

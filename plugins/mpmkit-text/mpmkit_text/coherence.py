@@ -27,6 +27,10 @@ rank order (best first).
   pair present in every unit scores 1. With ``eps`` a float, gensim's form
   ``log((P(w,v) + eps) / (P(w) P(v))) / -log(P(w,v) + eps)`` is used (gensim
   takes ``eps = 1e-12``; never co-occurring pairs then score above -1).
+  ``npmi_unseen=0.0`` scores a never co-occurring pair 0 instead of -1 in the
+  exact form (the convention of Card et al.'s Scholar code, copied by many
+  neural-topic-model evaluations: an unseen pair is "no evidence", not
+  "perfectly exclusive").
 
 Protocols (:data:`PROTOCOLS`, used by :func:`coherence_protocol` and the
 ``ap-topics`` family's ``coherence_protocol`` key) fix these choices per
@@ -39,6 +43,10 @@ measure:
   and ``coherence="c_npmi"`` (texts = the reference token lists, default
   ``window_size=10``): UMass ``"eps"`` on whole-document units; NPMI on
   sliding windows of 10 tokens, ``sliding="gensim"``, ``eps = 1e-12``.
+- ``"scholar"``: as ``"document"``, except that an NPMI pair that never
+  co-occurs scores 0 (``npmi_unseen=0``), as in the Scholar-derived codes
+  that many neural topic model papers report NPMI with. UMass is the same as
+  ``"document"``'s.
   Cross-checked against gensim 4.4.0 (to 1e-15 on 40 random small corpora
   with empty and short documents, and on the hand cases of the tests). One
   difference: words found in no reference document are dropped here (see
@@ -71,6 +79,7 @@ PROTOCOLS: dict[str, dict[str, dict]] = {
     "document": {"umass": {"window": None, "umass": "mimno"}, "npmi": {"window": None, "eps": None}},
     "gensim": {"umass": {"window": None, "umass": "eps", "eps": GENSIM_EPS},
                "npmi": {"window": 10, "eps": GENSIM_EPS, "sliding": "gensim"}},
+    "scholar": {"umass": {"window": None, "umass": "mimno"}, "npmi": {"window": None, "eps": None, "npmi_unseen": 0.0}},
 }
 
 
@@ -174,26 +183,26 @@ def _umass(ix, n, df, co, form="mimno", eps=None):
     return float(np.mean(vals))
 
 
-def _npmi_pair(cij, di, dj, n, eps):
+def _npmi_pair(cij, di, dj, n, eps, unseen=-1.0):
     pij, pi, pj = cij / n, di / n, dj / n
     if eps is not None:
         return math.log((pij + eps) / (pi * pj)) / -math.log(pij + eps)
     if cij == 0:
-        return -1.0
+        return unseen
     if cij == n:
         return 1.0
     return math.log(pij / (pi * pj)) / -math.log(pij)
 
 
-def _npmi(ix, n, df, co, eps):
-    vals = [_npmi_pair(co[ix[i], ix[j]], df[ix[i]], df[ix[j]], n, eps)
+def _npmi(ix, n, df, co, eps, unseen=-1.0):
+    vals = [_npmi_pair(co[ix[i], ix[j]], df[ix[i]], df[ix[j]], n, eps, unseen)
             for i in range(len(ix)) for j in range(i + 1, len(ix))]
     return float(np.mean(vals))
 
 
 def coherence(topics, documents, measure: str = "umass", lowercase: bool = False,
               eps: float | None = None, missing: str = "drop", window: int | None = None,
-              umass: str = "mimno", sliding: str = "boolean"):
+              umass: str = "mimno", sliding: str = "boolean", npmi_unseen: float = -1.0):
     """Per-topic coherence of ``topics`` on the reference ``documents``.
 
     ``topics``: a list of word lists (returns a float64 array) or a mapping
@@ -202,13 +211,16 @@ def coherence(topics, documents, measure: str = "umass", lowercase: bool = False
     lists. ``window``: count in whole documents (None) or in sliding windows of
     this many tokens (``sliding``: ``"boolean"`` or ``"gensim"``, see
     :func:`cooccurrence`); ``umass``: ``"mimno"`` (+1 smoothing) or ``"eps"``
-    (gensim's ``u_mass``). See the module docstring for the formulas and
+    (gensim's ``u_mass``); ``npmi_unseen``: the exact NPMI of a pair that never co-occurs (-1, its
+    limit, or 0 as in Scholar-derived codes; ignored when ``eps`` is given). See the module docstring for the formulas and
     conventions, and :func:`coherence_protocol` for the named protocols.
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
     if umass not in UMASS_FORMS:
         raise ValueError(f"umass must be one of {UMASS_FORMS}, got {umass!r}")
+    if npmi_unseen not in (-1.0, 0.0):
+        raise ValueError(f"npmi_unseen must be -1.0 or 0.0, got {npmi_unseen!r}")
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     keys = list(topics) if isinstance(topics, Mapping) else None
@@ -227,7 +239,7 @@ def coherence(topics, documents, measure: str = "umass", lowercase: bool = False
         elif measure == "umass":
             scores.append(_umass(ix, n, df, co, umass, eps))
         else:
-            scores.append(_npmi(ix, n, df, co, eps))
+            scores.append(_npmi(ix, n, df, co, eps, npmi_unseen))
     if keys is not None:
         return dict(zip(keys, scores))
     return np.asarray(scores, np.float64)
@@ -237,7 +249,7 @@ def coherence_protocol(topics, documents, protocol: str = "document", lowercase:
                        missing: str = "drop") -> dict:
     """``{"umass": scores, "npmi": scores}`` of ``topics`` under a named protocol.
 
-    ``protocol``: a key of :data:`PROTOCOLS` (``"document"`` or ``"gensim"``, see
+    ``protocol``: a key of :data:`PROTOCOLS` (``"document"``, ``"gensim"`` or ``"scholar"``, see
     the module docstring). Scores are as returned by :func:`coherence`.
     """
     if protocol not in PROTOCOLS:

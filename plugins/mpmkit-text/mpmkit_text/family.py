@@ -75,9 +75,10 @@ class APTopicsOptions:
     #: (the LDA row under MPM's tf-idf rule pools LDA's assignments of the test documents either way)
     topic_docs: Literal["test", "train", "train+test"] = "test"
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
-    #: UMass +1) or "gensim" (gensim's u_mass / c_npmi, 10-token windows); every protocol is also written
+    #: UMass +1), "gensim" (gensim's u_mass / c_npmi, 10-token windows) or "scholar" ("document" with NPMI 0
+    #: for a pair that never co-occurs); every protocol is also written
     #: as {model}_{protocol}_{measure}_{mean|max}, see mpmkit_text.coherence
-    coherence_protocol: Literal["document", "gensim"] = "document"
+    coherence_protocol: Literal["document", "gensim", "scholar"] = "document"
     #: documents whose co-occurrences coherence counts: the test documents the topics are formed from (the
     #: paper's protocol) or the training documents, disjoint from them (a topic copied from one test article
     #: then gets no credit for its words co-occurring in that article; see the ``doctopic`` row)

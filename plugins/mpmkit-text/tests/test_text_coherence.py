@@ -42,6 +42,14 @@ def test_npmi_hand_values():
     (ad,) = coherence([["a", "d"]], DOCS, "npmi", eps=eps)
     assert ad == pytest.approx(math.log(eps / (0.75 * 0.25)) / -math.log(eps))
     assert -1 < ad < -0.9
+    # Scholar's convention: a never co-occurring pair scores 0, all other pairs unchanged
+    got0 = coherence([["a", "b"], ["a", "d"], ["b", "c"], ["a", "b", "c", "d"]], DOCS, "npmi", npmi_unseen=0.0)
+    np.testing.assert_allclose(got0, [ab, 0.0, 0.0, 2 * ab / 6], rtol=1e-12, atol=1e-12)
+    # [a, b, c, d] under -1: pairs ab ac bc ad bd cd = ab, ab, 0, -1, -1, -1
+    (full,) = coherence([["a", "b", "c", "d"]], DOCS, "npmi")
+    assert full == pytest.approx((2 * ab - 3) / 6)
+    with pytest.raises(ValueError, match="npmi_unseen"):
+        coherence([["a", "b"]], DOCS, "npmi", npmi_unseen=0.5)
     # a pair in every document: NPMI = 1
     assert coherence([["x", "y"]], ["x y", "y x z"], "npmi")[0] == 1.0
 
@@ -74,6 +82,14 @@ def test_npmi_is_bounded_and_umass_nonpositive_for_first_pair(docs):
     words = ["p", "q", "r", "s", "t"]
     npmi = coherence([words], docs, "npmi")[0]
     assert np.isnan(npmi) or -1 - 1e-12 <= npmi <= 1 + 1e-12
+    # scoring unseen pairs 0 instead of -1 can only raise a topic's mean, by 1/#pairs per unseen pair
+    n, df, co = cooccurrence(words, docs)
+    seen = [i for i in range(5) if df[i] > 0]
+    pairs = [(i, j) for a, i in enumerate(seen) for j in seen[a + 1:]]
+    zero = coherence([words], docs, "npmi", npmi_unseen=0.0)[0]
+    if pairs:
+        unseen = sum(co[i, j] == 0 for i, j in pairs)
+        assert zero == pytest.approx(npmi + unseen / len(pairs), abs=1e-12)
     um = coherence([words], docs, "umass")[0]
     # (D(wi,wj)+1)/D(wj) <= (D(wj)+1)/D(wj) <= 2
     assert np.isnan(um) or um <= math.log(2) + 1e-12
@@ -172,7 +188,10 @@ def test_protocols_match_explicit_calls():
     g = coherence_protocol(topics, iter(DOCS), "gensim")  # any iterable of documents
     np.testing.assert_array_equal(g["umass"], coherence(topics, DOCS, "umass", umass="eps", eps=1e-12))
     np.testing.assert_array_equal(g["npmi"], coherence(topics, DOCS, "npmi", window=10, eps=1e-12, sliding="gensim"))
-    assert set(PROTOCOLS) == {"document", "gensim"}
+    sch = coherence_protocol(topics, DOCS, "scholar")
+    np.testing.assert_array_equal(sch["umass"], doc["umass"])
+    np.testing.assert_array_equal(sch["npmi"], coherence(topics, DOCS, "npmi", npmi_unseen=0.0))
+    assert set(PROTOCOLS) == {"document", "gensim", "scholar"}
     with pytest.raises(ValueError):
         coherence_protocol(topics, DOCS, "palmetto")
 
