@@ -29,6 +29,10 @@ def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert (run / "topics.txt").read_text().count("\n") >= 2
     assert "Corpus topics" in (run / "fig6.md").read_text()
+    # the 'scholar' protocol only lifts never co-occurring NPMI pairs from -1 to 0; UMass is the same
+    for p in ("mpm", "lda", "doctopic"):
+        assert metrics[f"{p}_scholar_npmi_mean"] >= metrics[f"{p}_npmi_mean"] - 1e-12
+        assert metrics[f"{p}_scholar_umass_mean"] == metrics[f"{p}_umass_mean"]
     # section 5: the same topics scored against the training articles, in a separate metrics file
     variant = json.loads((run / "metrics-coherence_reference=train,lda=False.json").read_text())
     assert variant["num_reference_docs"] > metrics["num_reference_docs"] == metrics["num_test_docs"]
