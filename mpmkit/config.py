@@ -44,6 +44,22 @@ class TrainConfig:
     compile: bool = False  #: torch.compile the recognition network and the likelihood
     check_data: bool = True  #: scan the data for NaN/Inf and empty datasets before training
 
+    def validate(self) -> None:
+        """Reject values that would crash or silently misbehave later (e.g. keep no checkpoint)."""
+        at_least = {"epochs": 1, "batch_size": 1, "log_every": 1, "keep_checkpoints": 1, "inner_steps": 0,
+                    "max_steps": 0, "checkpoint_every": 0}
+        for key, low in at_least.items():
+            if getattr(self, key) < low:
+                raise ConfigError(f"config key {key!r} must be >= {low}, got {getattr(self, key)}")
+        for key in ("lr", "lr_gamma"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
+        for key in ("grad_clip", "beta"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
+        if any(m < 0 for m in self.lr_milestones):
+            raise ConfigError(f"config key 'lr_milestones' must hold epochs >= 0, got {self.lr_milestones}")
+
 
 @dataclass
 class Config:
@@ -217,7 +233,9 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
         return int(value)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not isinstance(value, (int, float)):
             try:
                 return float(value)
             except (TypeError, ValueError, OverflowError):

@@ -31,9 +31,20 @@ def test_literal_lists_allowed_values():
 
 @pytest.mark.parametrize("key,value,expect", [("epochs", "ten", "integer"), ("lr", "fast", "number"),
                                               ("progress", "maybe", "true or false"), ("epochs", 2.5, "integer"),
-                                              ("lr_milestones", {"a": 1}, "list"), ("backward", "adjoint", "one of")])
+                                              ("lr_milestones", {"a": 1}, "list"), ("backward", "adjoint", "one of"),
+                                              ("lr", True, "number"), ("grad_clip", False, "number")])
 def test_wrong_types_name_the_key(key, value, expect):
     with pytest.raises(ConfigError, match=f"'{key}.*{expect}"):
+        build_config("fam", Opts, {key: value})
+
+
+@pytest.mark.parametrize("key,value,expect", [("keep_checkpoints", 0, ">= 1"), ("log_every", 0, ">= 1"),
+                                              ("batch_size", 0, ">= 1"), ("epochs", -3, ">= 1"),
+                                              ("max_steps", -1, ">= 0"), ("lr", 0, "> 0"), ("lr", -1e-3, "> 0"),
+                                              ("grad_clip", -1, ">= 0"), ("lr_milestones", [-2], "epochs >= 0")])
+def test_out_of_range_training_options_are_refused(key, value, expect):
+    """Values that would crash later (log_every=0) or lose data (keep_checkpoints=0) fail up front."""
+    with pytest.raises(ConfigError, match=f"'{key}'.*{expect}"):
         build_config("fam", Opts, {key: value})
 
 
@@ -86,3 +97,13 @@ def test_solver_options_reach_the_solver_and_bad_ones_are_named(toy_host):
         solver_from_config(bad)
     with pytest.raises(ConfigError, match="must be a mapping"):
         config_for("toy", {"solver_options": [1, 2]})
+
+
+def test_every_registered_solver_names_an_unknown_option():
+    """Also solvers whose constructors pass **kw on to FixedPointSolver (a typo must not surface as a TypeError)."""
+    from mpmkit.components import make_solver
+    from mpmkit.plugins import registry
+
+    for name in registry("solver").names():
+        with pytest.raises(ConfigError, match=f"solver '{name}' does not take option\\(s\\) 'num_step'; its options: "):
+            make_solver(name, num_step=5)
