@@ -56,10 +56,16 @@ def save(ckpt_dir: Path, name: str, tensors: dict[str, torch.Tensor], state: dic
         os.fsync(f.fileno())
     state = {**state, "format": FORMAT, "sha256": sha256_file(tmp / TENSORS)}
     atomic_write_json(tmp / STATE, state)
-    if final.exists():
-        shutil.rmtree(final)
+    old = None
+    if final.exists():  # move the old copy aside first: the pointer dangles for two renames, not an rmtree
+        old = ckpt_dir / f".{name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
     os.replace(tmp, final)
     fsync_dir(ckpt_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     if pointer:
         atomic_write_json(ckpt_dir / f"{pointer}.json", {"path": name, **(pointer_extra or {})})
     return final

@@ -137,7 +137,9 @@ class MetricLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+                # as metrics.csv: keep events up to the checkpoint's step, drop the ones after it
+                purge = None if resume_step is None else resume_step + 1
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
             except Exception:  # noqa: BLE001 - tensorboard is optional at run time
                 self.tb = None
 
@@ -403,7 +405,7 @@ class Trainer:
                   pointer_extra={"val_loss": best} if pointer == "best" else None)
         self._last_saved = (step, pointer)
         if pointer == "latest":
-            ckpt.prune(self.ckpt_dir, self.cfg.train.keep_checkpoints)
+            ckpt.prune(self.ckpt_dir, self.cfg.train.keep_checkpoints, protect={name})
         else:
             for p in self.ckpt_dir.glob("best-*"):
                 if p.name != name:

@@ -86,3 +86,13 @@ def test_prune_keeps_newest(tmp_path):
         write(tmp_path, f"step-{i:08d}")
     ckpt.prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000003", "step-00000004"]
+    ckpt.prune(tmp_path, keep=0, protect={"step-00000004"})  # the checkpoint a pointer names survives
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000004"]
+
+
+def test_overwriting_a_checkpoint_replaces_it_and_leaves_no_debris(tmp_path):
+    write(tmp_path)
+    ckpt.save(tmp_path, "step-00000001", {"model.w": torch.ones(2)}, {"step": 7})
+    tensors, state = ckpt.load(tmp_path)
+    assert state["step"] == 7 and torch.equal(tensors["model.w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "step-00000001"]

@@ -47,6 +47,22 @@ def test_metrics_csv_has_no_duplicate_steps_after_resume(tmp_path, toy_host):
     assert len(train_steps) == len(set(train_steps))
 
 
+def test_tensorboard_and_csv_hold_the_same_steps_after_resume(tmp_path, toy_host):
+    """Resuming purges TensorBoard events after the checkpoint's step, as metrics.csv drops its rows."""
+    import csv
+
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    run = tmp_path / "run"
+    fit(run, max_steps=3, log_every=1, tensorboard=True)  # stops mid-epoch 2 (2 batches per epoch)
+    fit(run, resume=True, log_every=1, tensorboard=True)
+    ea = ea_mod.EventAccumulator(str(run / "tb"))
+    ea.Reload()
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    for tag in ("loss", "val_loss"):
+        in_csv = sorted({int(float(r["step"])) for r in rows if r.get(tag)})
+        assert in_csv and sorted({e.step for e in ea.Scalars(tag)}) == in_csv, tag
+
+
 def test_existing_run_is_not_overwritten(tmp_path, toy_host):
     fit(tmp_path / "run", epochs=1)
     before = (tmp_path / "run" / "checkpoints" / "latest.json").read_text()
