@@ -157,8 +157,14 @@ class MPM(nn.Module):
             log_lik = (ll * m).sum(1)
         else:
             raise ValueError(f"likelihood form must be 'mixture' or 'additive', got {self.likelihood.form!r}")
-        log_pz = (q * self.log_pz(lam).unsqueeze(1)).sum((1, 2))
-        return ELBO(log_prior=self.prior.log_prob(lam), log_lik=log_lik, log_pz=log_pz, entropy=entropy(q),
+        device = lam.device.type
+        mixed = torch.is_autocast_enabled(device)
+        # log p_η(λ) and log p(z | λ) in fp32 under amp: the GMM's ‖λ − ν‖² cancels badly in bf16
+        with torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext():
+            lam_p, q_p = (lam.float(), q.float()) if mixed else (lam, q)
+            log_pz = (q_p * self.log_pz(lam_p).unsqueeze(1)).sum((1, 2))
+            log_prior = self.prior.log_prob(lam_p)
+        return ELBO(log_prior=log_prior, log_lik=log_lik, log_pz=log_pz, entropy=entropy(q),
                     n_obs=m.sum(1), beta=self.beta if beta is None else beta)
 
     def refine(self, batch: Batch, inference: Inference, steps: int, lr: float = REFINE_LR) -> Inference:

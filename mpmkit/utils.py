@@ -14,14 +14,27 @@ import torch
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when present (this process's LOCAL_RANK under torchrun), else CPU."""
+    """``auto`` → CUDA when present, else CPU. A CUDA device without an index (``auto``, ``cuda``) is
+    this process's GPU: LOCAL_RANK under torchrun, 0 otherwise. With several torchrun processes on a
+    node an explicit index (``cuda:0``) would put them all on one GPU, so it is refused."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        name = "cuda"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RuntimeError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device.index is None:
+        return torch.device("cuda", local % torch.cuda.device_count())
+    if int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1:
+        raise RuntimeError(f"device {name!r} names one GPU for every torchrun process on this node; use "
+                           "device=cuda or auto (each process takes the GPU of its LOCAL_RANK)")
     return device
 
 

@@ -67,3 +67,49 @@ def test_any_solver_passed_to_infer_runs_in_fp32_under_autocast(monkeypatch):
         inf = model.infer(batch, steps=3, solver=GradientAscent())
     assert seen and all(s == (False, torch.float32, torch.float32) for s in seen)
     assert inf.lam.dtype == torch.float32
+
+
+def test_elbo_prior_terms_are_fp32_under_autocast():
+    """log p_η(λ) cancels badly in bf16 (‖λ‖² − 2λ·ν + ‖ν‖² with large norms); elbo computes it in fp32."""
+    from mpmkit import Batch, EuclideanPotential, GMMPrior, MPM
+    from mpmkit.likelihoods import MixtureLikelihood, gaussian_log_prob
+
+    class Lik(MixtureLikelihood):
+        def log_prob(self, x, lam, mask):
+            return gaussian_log_prob(x.unsqueeze(2), lam.unsqueeze(1))
+
+    torch.manual_seed(0)
+    prior = GMMPrior(4, 16)
+    with torch.no_grad():
+        prior.centres.mul_(0).add_(10 * torch.nn.functional.normalize(torch.randn(4, 16), dim=1))
+    model = MPM(prior=prior, likelihood=Lik(), potential=EuclideanPotential(torch.nn.Linear(16, 16)),
+                solver=CoordinateAscent(), num_slots=3, slot_dim=16)
+    batch = Batch(x=torch.randn(2, 5, 16), mask=torch.ones(2, 5, dtype=torch.bool))
+    inf = model.infer(batch, steps=2)
+    lam = prior.centres[:3].detach().unsqueeze(0).expand(2, 3, 16) + 0.1 * torch.randn(2, 3, 16)
+    inf = type(inf)(g=inf.g, lam=lam, q=inf.q, trace=inf.trace)
+    exact = model.elbo(batch, inf).log_prior
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.elbo(batch, inf).log_prior
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, exact, rtol=1e-6, atol=1e-5)
+
+
+def test_cuda_device_names_map_to_the_local_rank_under_torchrun(monkeypatch):
+    """device=cuda / auto pick LOCAL_RANK's GPU; cuda:N with several processes per node is refused."""
+    import pytest
+
+    from mpmkit.utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert resolve_device("auto") == torch.device("cuda", 2) == resolve_device("cuda")
+    with pytest.raises(RuntimeError, match="one GPU for every torchrun process"):
+        resolve_device("cuda:0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process per node (multi-node): cuda:0 is fine
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="unknown device 'tpu7'"):
+        resolve_device("tpu7")
