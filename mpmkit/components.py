@@ -13,15 +13,21 @@ def make_solver(name: str, backward: str = "full", **options: Any) -> Solver:
     """A registered solver by name (unknown names list the registered ones; unknown options list the
     solver's own)."""
     factory = registry("solver").get(name)
+
+    def refuse(bad: list[str]) -> ConfigError:
+        return ConfigError(f"solver {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
+                           f"its options: {', '.join(_options_of(factory)) or 'none'}")
+
     try:
         inspect.signature(factory).bind(backward=backward, **options)
     except TypeError:
-        accepted = _options_of(factory)
-        bad = sorted(set(options) - set(accepted)) or sorted(options)
-        raise ConfigError(f"solver {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
-                          f"its options: {', '.join(accepted) or 'none'}") from None
+        raise refuse(sorted(set(options) - set(_options_of(factory))) or sorted(options)) from None
     except ValueError:  # no signature (a C callable): let the call itself complain
         pass
+    if _options_known(factory):  # **kw passed along to FixedPointSolver: its names are the last word
+        bad = sorted(set(options) - set(_options_of(factory)))
+        if bad:
+            raise refuse(bad)
     return factory(backward=backward, **options)
 
 
@@ -50,6 +56,20 @@ def _options_of(factory) -> list[str]:
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             break
     return names
+
+
+def _options_known(factory) -> bool:
+    """Whether :func:`_options_of` lists every option: the ``**kw`` chain ends in a class without one."""
+    if not isinstance(factory, type):
+        return False
+    for cls in factory.__mro__:
+        try:
+            params = inspect.signature(cls.__init__).parameters.values()
+        except (TypeError, ValueError):
+            return False
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return True
+    return False
 
 
 def compatible_solvers(problem: InnerProblem) -> list[str]:

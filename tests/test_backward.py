@@ -62,3 +62,20 @@ def test_diagnostics_trace_elbo_and_residual():
     e = res.trace["surrogate_elbo"]
     assert len(e) == 7 and all(b >= a - 1e-4 for a, b in zip(e, e[1:]))
     assert res.trace["residual"] >= 0 and res.trace["steps"] == 6
+
+
+@pytest.mark.parametrize("mode", ["full", "truncated", "implicit"])
+def test_tol_stops_early_in_every_backward_mode(mode):
+    """A huge tol stops after the first step; full mode stops its unrolled loop, keeping the gradient."""
+    gen = torch.Generator().manual_seed(2)
+    g = torch.randn(2, 30, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    p = InnerProblem(g=g, mask=torch.ones(2, 30, dtype=torch.bool), prior=GMMPrior(4, 2).double(),
+                     potential=EuclideanPotential(), lam0=torch.randn(2, 3, 2, generator=gen, dtype=torch.float64),
+                     log_pz=lambda lam: lam.new_full(lam.shape[:2], -math.log(3)))
+    res = CoordinateAscent(backward=mode, tol=1e9).solve(p, 20)
+    graph = {"full": 0, "truncated": 1, "implicit": 1}[mode]  # truncated/implicit still take their graph step
+    assert res.trace["steps"] == 1 + graph
+    res.lam.sum().backward()
+    assert g.grad is not None and torch.isfinite(g.grad).all()
+    exact = CoordinateAscent(backward=mode).solve(p, 20)  # tol=None: all 20 steps
+    assert exact.trace["steps"] == 20

@@ -73,7 +73,9 @@ class FixedPointSolver(Solver):
       application of F at λ* (first order), optionally corrected by ``neumann`` terms of the
       series (I - ∂F/∂λ)^{-T} = Σ_n (∂F/∂λ)^{T n}. Memory does not grow with T.
 
-    Truncated and implicit modes do not propagate a gradient to λ⁰.
+    Truncated and implicit modes do not propagate a gradient to λ⁰. ``tol`` stops the loop early once
+    no λ moves by more than ``tol`` in a step: in the graph-free steps, and with ``full`` in the
+    unrolled ones (the gradient then runs through the steps taken).
     """
 
     def __init__(self, backward: str = "full", truncate: int = 1, neumann: int = 0, tol: float | None = None,
@@ -109,7 +111,7 @@ class FixedPointSolver(Solver):
             for _ in range(steps - n_graph):
                 prev, lam = lam, self.update(problem, lam)
                 self._record(problem, lam, trace)
-                if self.tol is not None and float((lam - prev).norm(dim=-1).max()) < self.tol:
+                if self._converged(lam, prev):
                     break
         if self.backward != "full":
             lam = lam.detach().requires_grad_(grad)
@@ -117,8 +119,14 @@ class FixedPointSolver(Solver):
             prev, lam = lam, (self._implicit_step(problem, lam) if self.backward == "implicit"
                               else self.update(problem, lam))
             self._record(problem, lam, trace)
+            if self.backward == "full" and self._converged(lam, prev):  # full has no free phase
+                break
         trace["residual"] = float((lam - prev).detach().norm(dim=-1).mean())
         return InnerResult(lam=lam, q=self.posterior(problem, lam), trace=trace)
+
+    def _converged(self, lam: Tensor, prev: Tensor) -> bool:
+        """``tol`` reached: no λ moved by more than ``tol`` (Euclidean norm per slot) in the last step."""
+        return self.tol is not None and float((lam - prev).detach().norm(dim=-1).max()) < self.tol
 
     def _record(self, problem: InnerProblem, lam: Tensor, trace: dict[str, Any], count: bool = True) -> None:
         trace["steps"] += int(count)
