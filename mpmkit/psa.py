@@ -242,13 +242,20 @@ class AggregatePosterior(nn.Module):
                              f"{tuple(mu.shape)}, {tuple(var.shape)}, {tuple(pi.shape)}")
         self.register_buffer("mu", mu.detach().reshape(-1, mu.shape[-1]))
         self.register_buffer("var", var.detach().reshape(-1, mu.shape[-1]))
-        self.register_buffer("weight", (pi.detach() / pi.shape[0]).reshape(-1))
+        if not (pi >= 0).all() or not pi.sum() > 0:
+            raise ValueError("AggregatePosterior needs mixing weights pi >= 0 with a positive sum")
+        pi = pi.detach()
+        self.register_buffer("weight", (pi / pi.sum()).reshape(-1))  # = π_ik / M when each row sums to 1
 
     @classmethod
     def from_lambdas(cls, lam: Tensor, tau: float = 0.0) -> "AggregatePosterior":
-        """From packed PSA λ ``[M, K, 2D + 1]``; slots pruned by ARD (π < τ) are left out."""
+        """From packed PSA λ ``[M, K, 2D + 1]``; slots pruned by ARD (π < τ) are left out and each
+        dataset's remaining weights renormalised, so every dataset still carries mass 1/M."""
         s = unpack(lam)
-        pi = s.pi * active_slots(lam, tau) if tau > 0 else s.pi
+        pi = s.pi
+        if tau > 0:
+            pi = pi * active_slots(lam, tau)
+            pi = pi / pi.sum(-1, keepdim=True)
         return cls(s.mu, s.var, pi)
 
     def log_prob(self, mu: Tensor) -> Tensor:

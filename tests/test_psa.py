@@ -168,6 +168,13 @@ def test_aggregate_posterior_is_a_normalised_mixture_and_samples_from_it():
     assert abs(float(mass) - 1) < 1e-6
     draws = agg.sample(20000, 1, generator=torch.Generator().manual_seed(0))[:, 0, 0]
     assert abs(float((draws < -1).double().mean()) - 0.35) < 0.02  # weight of the component at -3
+    # ARD pruning (π < τ) drops slots and renormalises each dataset's weights: still a density
+    lam = pack(mu, var.log(), torch.tensor([[0.96, 0.04], [0.99, 0.01]], dtype=torch.float64).log())
+    pruned = AggregatePosterior.from_lambdas(lam, tau=0.05)
+    assert torch.allclose(pruned.weight, torch.tensor([0.5, 0.0, 0.5, 0.0], dtype=torch.float64))
+    assert abs(float(torch.trapezoid(pruned.log_prob(grid).exp(), grid[:, 0])) - 1) < 1e-6
+    with pytest.raises(ValueError, match="pi >= 0"):
+        AggregatePosterior(mu, var, torch.zeros_like(pi))
 
 
 def test_smcc_is_one_for_affinely_related_permuted_slots_and_low_for_unrelated():
