@@ -87,11 +87,32 @@ class OnlineGMMPrior(GMMPrior):
 
     @torch.no_grad()
     def em_update(self, lam: Tensor) -> None:
+        """One online-EM step from this batch's topic embeddings ``[B, K, D]``.
+
+        Under torchrun the batch statistics are summed over ranks (each rank holds a share of the
+        global batch) and rank 0's restarts are broadcast, so every rank keeps the same ν. (A rank
+        left with a weight-zero stand-in dataset in a short last batch adds that dataset's
+        statistics once more; it is one dataset in one step.)
+        """
+        import torch.distributed as dist
+
+        ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         mu = lam.detach().reshape(-1, lam.shape[-1]).to(self.centres.dtype)
         r = self.responsibilities(mu.unsqueeze(0))[0]  # [M, L]
+        stats = torch.cat([r.sum(0, keepdim=True).T, r.T @ mu], 1)  # [L, 1 + D]: Σ r, Σ r μ
+        if ddp:
+            dist.all_reduce(stats)
         d = self.decay
-        self.counts.mul_(d).add_(r.sum(0), alpha=1 - d)
-        self.sums.mul_(d).add_(r.T @ mu, alpha=1 - d)
+        self.counts.mul_(d).add_(stats[:, 0], alpha=1 - d)
+        self.sums.mul_(d).add_(stats[:, 1:], alpha=1 - d)
+        if not ddp or dist.get_rank() == 0:
+            self._restart_dead(mu)
+        if ddp:
+            dist.broadcast(self.counts, 0)
+            dist.broadcast(self.sums, 0)
+        self.centres.copy_(self.sums / self.counts.clamp_min(1e-12).unsqueeze(-1))
+
+    def _restart_dead(self, mu: Tensor) -> None:
         mean = self.counts.mean()
         dead = (self.counts < 0.01 * mean).nonzero()[:, 0][:16].tolist()
         if dead:  # k-means++ restarts: each at a μ drawn ∝ its squared distance to the nearest live centre
@@ -105,7 +126,6 @@ class OnlineGMMPrior(GMMPrior):
                 self.counts[l] = mean
                 self.sums[l] = mu[j] * mean
                 d2 = torch.minimum(d2, (mu - mu[j]).pow(2).sum(-1))
-        self.centres.copy_(self.sums / self.counts.clamp_min(1e-12).unsqueeze(-1))
 
 
 class TopicMPM(MPM):
