@@ -218,6 +218,7 @@ class SpiralGMMFamily(Family):
         g = mu.gather(1, z[..., None].expand(-1, -1, 2)) + var.gather(1, z[..., None].expand(-1, -1, 2)).sqrt() * \
             torch.randn(num, n, 2, generator=gen, dtype=mu.dtype)
         lik = model.likelihood
+        g = g.to(lik.scale.device)  # λ came back on the CPU; T and its scale live with the model
         x = lik.transform.forward((g * lik.scale).reshape(-1, 2)).reshape(num, n, 2).cpu().numpy()
         return psa_samples_figure(path, list(splits.test)[:num], list(x), list(z.numpy()))
 
