@@ -36,6 +36,29 @@ class DistContext:
         return self.rank == 0
 
 
+def sync_batchnorm(model: torch.nn.Module, device: torch.device, ctx: DistContext) -> torch.nn.Module:
+    """BatchNorm layers share their batch statistics across ranks (SyncBatchNorm) on CUDA.
+
+    Without it each rank normalises by its own share of the batch, so N processes do not train
+    as one process with the global batch. PyTorch's SyncBatchNorm runs on GPUs only; on CPU
+    (Gloo) the layers stay per-process and a warning says so. Parameters and buffers are reused,
+    so an optimiser built on ``model`` keeps working.
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if not ctx.enabled or not any(isinstance(m, _BatchNorm) for m in model.modules()):
+        return model
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    import warnings
+
+    warnings.warn("BatchNorm statistics stay per process under CPU (Gloo) data parallelism, since "
+                  "SyncBatchNorm needs GPUs: training then differs from one process with the global batch. "
+                  "Use LayerNorm (e.g. the image family's arch=fast) for exact multi-process CPU runs.",
+                  stacklevel=2)
+    return model
+
+
 def env_world_size() -> int:
     """``WORLD_SIZE`` set by torchrun (1 when absent)."""
     return int(os.environ.get("WORLD_SIZE", "1") or 1)

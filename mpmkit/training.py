@@ -258,6 +258,7 @@ class Trainer:
             return model
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        model = distributed.sync_batchnorm(model, self.device, self.ctx)
         # find_unused_parameters: truncated/implicit backward give λ⁰ no gradient, and families
         # may leave parts unused; DDP then marks those ready instead of waiting forever.
         return DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,

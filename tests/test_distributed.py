@@ -48,3 +48,22 @@ def test_two_gloo_processes_match_single_process_and_resume(tmp_path, toy_host):
             torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-5, msg=k)
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == len((tmp_path / "single" / "metrics.csv").read_text().splitlines())  # one writer
+
+
+def test_batchnorm_becomes_sync_batchnorm_on_cuda_and_warns_on_cpu():
+    from torch import nn
+
+    from mpmkit.distributed import sync_batchnorm
+
+    def net():
+        return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+    m = net()
+    weight = m[1].weight
+    out = sync_batchnorm(m, torch.device("cuda"), DistContext(0, 2))  # conversion itself needs no GPU
+    assert isinstance(out[1], nn.SyncBatchNorm) and out[1].weight is weight  # an optimiser on m still holds it
+    with pytest.warns(UserWarning, match="BatchNorm statistics stay per process"):
+        cpu = sync_batchnorm(net(), torch.device("cpu"), DistContext(0, 2))
+    assert type(cpu[1]) is nn.BatchNorm1d
+    alone = net()
+    assert sync_batchnorm(alone, torch.device("cuda"), DistContext()) is alone and type(alone[1]) is nn.BatchNorm1d
