@@ -30,9 +30,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     if not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
     local = int(os.environ.get("LOCAL_RANK", 0))
+    per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), torch.cuda.device_count()
     if device.index is None:
-        return torch.device("cuda", local % torch.cuda.device_count())
-    if int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1:
+        if per_node > gpus:  # NCCL refuses two processes on one GPU ("Duplicate GPU detected")
+            raise RuntimeError(f"torchrun started {per_node} processes on this node but it has {gpus} GPU(s); "
+                               f"use --nproc_per_node {gpus} (or device=cpu for Gloo processes)")
+        return torch.device("cuda", local)
+    if per_node > 1:
         raise RuntimeError(f"device {name!r} names one GPU for every torchrun process on this node; use "
                            "device=cuda or auto (each process takes the GPU of its LOCAL_RANK)")
     return device

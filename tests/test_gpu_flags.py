@@ -111,5 +111,8 @@ def test_cuda_device_names_map_to_the_local_rank_under_torchrun(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process per node (multi-node): cuda:0 is fine
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
     assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # more processes than GPUs on the node
+    with pytest.raises(RuntimeError, match="8 processes on this node but it has 4 GPU"):
+        resolve_device("auto")
     with pytest.raises(RuntimeError, match="unknown device 'tpu7'"):
         resolve_device("tpu7")
