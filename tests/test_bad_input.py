@@ -225,6 +225,24 @@ def wrong_type(tmp_path, mp):
     return resume(out, "--set", "epochs=ten"), snapshot(out) == before
 
 
+@case("config: out of range (keep no checkpoint)", "'keep_checkpoints' must be >= 1, got 0")
+def keep_none(tmp_path, mp):
+    out = run(tmp_path)
+    before = snapshot(out)
+    return resume(out, "--set", "keep_checkpoints=0"), snapshot(out) == before
+
+
+@case("config: a boolean where a number belongs", "'lr' must be a number, got True")
+def bool_number(tmp_path, mp):
+    return cli("fit", "toy", "--set", "lr=true", "--out", Path(tmp_path) / "x"), not (Path(tmp_path) / "x").exists()
+
+
+@case("solver option that does not exist", "solver 'gradient' does not take option(s) 'step'", "its options: step_size")
+def bad_solver_option(tmp_path, mp):
+    return (cli("fit", "toy", "--set", "solver=gradient", "--set", "solver_options={step: 0.1}",
+                "--out", Path(tmp_path) / "x"), not (Path(tmp_path) / "x").exists())
+
+
 @case("config: malformed YAML", "could not be parsed")
 def bad_yaml(tmp_path, mp):
     out = run(tmp_path)
