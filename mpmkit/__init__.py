@@ -7,6 +7,7 @@ recognition network g_φ, an inner :class:`~mpmkit.solvers.Solver`, composed by
 """
 from .batch import Batch, pad_datasets
 from .config import Config, TrainConfig
+from .datasets import DatasetSource
 from .errors import (CheckpointError, ConfigError, IncompatibleSolverError, MPMKitError, PluginError,
                      UnknownNameError)
 from .family import Family, Splits
@@ -22,7 +23,7 @@ from .solvers import (CoordinateAscent, FixedPointSolver, GradientAscent, InnerP
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdditiveLikelihood", "Batch", "CheckpointError", "Config", "ConfigError", "CoordinateAscent",
+    "AdditiveLikelihood", "Batch", "CheckpointError", "Config", "ConfigError", "CoordinateAscent", "DatasetSource",
     "DotProductPotential", "ELBO", "EuclideanPotential", "Family", "FixedPointSolver", "FlatPrior", "GMMPrior",
     "GaussianPrior", "GradientAscent", "IncompatibleSolverError", "Inference", "InnerProblem", "InnerResult", "LearnedPosterior", "Likelihood", "MPM",
     "MPMKitError", "MixtureLikelihood", "PluginError", "Potential", "Prior", "PyroNUTS", "PyroSVI", "SlotAttention", "Solver", "Splits", "TrainConfig",

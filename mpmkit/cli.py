@@ -1,4 +1,4 @@
-"""The ``mpmkit`` command line: plugins, fit, evaluate."""
+"""The ``mpmkit`` command line: plugins, fit, evaluate, data."""
 from __future__ import annotations
 
 import json
@@ -109,6 +109,59 @@ def evaluate(run_dir: str, which: str, overrides: tuple[str, ...]) -> None:
     except (MPMKitError, FileNotFoundError) as exc:
         _fail(exc)
     click.echo(json.dumps(metrics, indent=2))
+
+
+@main.group()
+def data() -> None:
+    """Registered datasets: where their files are, and downloading the ones that can be fetched."""
+
+
+@data.command("list")
+def data_list() -> None:
+    """Each registered dataset: found (and where), missing, or in code (generated / a path you pass)."""
+    from .datasets import DatasetSource, where
+    from .plugins import registry
+
+    reg = registry("dataset")
+    for name in reg.names():
+        loader = reg.get(name)
+        state, path = where(loader)
+        line = f"{name}: " + (f"found at {path}" if path else state if state == "missing" else
+                               "in code (generated, or read from a path you pass)")
+        if isinstance(loader, DatasetSource) and loader.fetch is not None:
+            line += f" (fetch: mpmkit data fetch {name}" + (f"; {loader.url}" if loader.url else "") + ")"
+        click.echo(line)
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Directory to write into (default: the dataset's own default, e.g. $MPMKIT_DATA_DIR/NAME).")
+@click.option("--force", is_flag=True, help="Download again even if the files are there.")
+def data_fetch(name: str, dest: str | None, force: bool) -> None:
+    """Download dataset NAME, check its sha256 and unpack it (nothing is left half-written)."""
+    from .datasets import DatasetSource
+    from .plugins import registry
+
+    reg = registry("dataset")
+    try:
+        loader = reg.get(name)
+    except MPMKitError as exc:
+        _fail(exc)
+    if not isinstance(loader, DatasetSource) or loader.fetch is None:
+        can = [n for n in reg.names() if isinstance(reg.get(n), DatasetSource) and reg.get(n).fetch is not None]
+        raise click.ClickException(f"dataset {name!r} cannot be fetched (it is generated, or read from a path you "
+                                   f"pass); datasets that can: {', '.join(can) or 'none'}")
+    try:
+        path = loader.fetch(dest=dest, force=force)
+    except ValueError as exc:  # checksum mismatch or a malformed archive
+        raise click.ClickException(f"{exc}; nothing was written") from exc
+    except OSError as exc:  # no network, refused, disk full
+        where_from = f" from {loader.url}" if loader.url else ""
+        raise click.ClickException(f"could not download {name!r}{where_from}: {exc}. Download it by hand and "
+                                   "point the dataset at it (e.g. MPMKIT_DATA_DIR), or retry") from exc
+    check = f" (sha256 {loader.sha256[:12]}… verified)" if loader.sha256 else ""
+    click.echo(f"{name}: {path}{check}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ Full scale (all 2,246 articles, 512 tokens, the settings of benchmarks/RESULTS.m
     mpmkit fit ap-topics --out runs/ap-topics      # then: mpmkit evaluate runs/ap-topics
     python benchmarks/ap_topics.py --seeds 0,1,2   # MPM vs LDA over three seeds
 
-The corpus is read from ``shared/data/ap`` (or ``$MPMKIT_DATA_DIR/ap``; fetch it with
-``mpmkit_text.ap.fetch_ap()``); it is AP's copyright and never copied into the project. Encoder
+The corpus is read from ``$MPMKIT_DATA_DIR/ap`` or ``shared/data/ap`` (fetch it with
+``mpmkit data fetch ap``); it is AP's copyright and never copied into the project. Encoder
 embeddings are cached in ``$MPMKIT_CACHE_DIR`` (default ``~/.cache/mpmkit``), so a second run skips
 the encoder. Outputs go to ``$MPMKIT_TUTORIAL_OUT`` (default ``./tutorial_out``).
 """

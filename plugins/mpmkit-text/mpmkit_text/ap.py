@@ -170,16 +170,18 @@ def _download(url: str, dest: Path) -> None:
         shutil.copyfileobj(r, f)
 
 
-def fetch_ap(dest=None, url: str = AP_URL, sha256: str = AP_SHA256, force: bool = False) -> Path:
+def fetch_ap(dest=None, url: str | None = None, sha256: str | None = None, force: bool = False) -> Path:
     """Download lda-c's ``ap.tgz``, check its sha256, extract ``ap.txt`` and ``vocab.txt``.
 
-    ``dest`` defaults to ``default_data_dir() / "ap"``. Nothing is downloaded when
+    ``dest`` defaults to ``default_data_dir() / "ap"``; ``url`` and ``sha256`` to lda-c's archive
+    (:data:`AP_URL`, :data:`AP_SHA256`). Nothing is downloaded when
     ``dest/ap.txt`` exists (unless ``force``). The archive is downloaded and
     unpacked in a temporary directory inside ``dest``; only when the checksum
     matches and both files are out are they renamed into place, ``ap.txt`` last,
     so a failed or interrupted fetch never leaves a partial ``ap.txt``. Returns
     the path of ``ap.txt``.
     """
+    url, sha256 = url or AP_URL, sha256 or AP_SHA256
     dest = Path(dest).expanduser() if dest is not None else default_data_dir() / "ap"
     target = dest / "ap.txt"
     if target.is_file() and not force:

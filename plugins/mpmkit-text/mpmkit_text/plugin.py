@@ -8,10 +8,13 @@ from __future__ import annotations
 from mpmkit import hookimpl
 
 
-def _ap(path=None):
-    from .ap import read_ap
+def _ap():
+    from mpmkit import DatasetSource
 
-    return read_ap(path)
+    from .ap import AP_SHA256, AP_URL, fetch_ap, find_ap, read_ap
+
+    return DatasetSource(load=read_ap, locate=find_ap, fetch=fetch_ap, url=AP_URL, sha256=AP_SHA256,
+                         description="AP news corpus (lda-c's ap.tgz), 2,246 articles")
 
 
 def _coherence(measure):
@@ -39,7 +42,7 @@ def register_families(register):
 
 @hookimpl
 def register_datasets(register):
-    register("ap", _ap)
+    register("ap", _ap())
 
 
 @hookimpl

@@ -176,3 +176,50 @@ def test_real_ap_corpus_if_present():
     assert len(docs) == 2246
     assert len({d.docno for d in docs}) == 2246
     assert all(d.text for d in docs)
+
+
+def test_cli_data_list_and_fetch(tmp_path, monkeypatch):
+    """``mpmkit data``: where the corpus is found, a checked download, and errors that say what exists."""
+    from click.testing import CliRunner
+
+    from mpmkit.cli import main
+
+    tgz = tmp_path / "src" / "ap.tgz"
+    tgz.parent.mkdir()
+    digest = _make_tgz(tgz, {"ap/ap.txt": SYNTHETIC.encode(), "ap/vocab.txt": b"zorblat\nrobot\n"})
+    monkeypatch.setattr(ap, "_download", lambda url, dest: Path(dest).write_bytes(tgz.read_bytes()))
+    run = CliRunner().invoke
+
+    # the real checksum does not match the synthetic archive: a clean error, nothing written
+    r = run(main, ["data", "fetch", "ap", "--dest", str(tmp_path / "bad")])
+    assert r.exit_code == 1 and "checksum mismatch" in r.output and "nothing was written" in r.output
+    assert not (tmp_path / "bad" / "ap.txt").exists()
+
+    monkeypatch.setattr(ap, "AP_SHA256", digest)  # read at call time by fetch_ap
+    r = run(main, ["data", "fetch", "ap", "--dest", str(tmp_path / "ok")])
+    assert r.exit_code == 0, r.output
+    assert str(tmp_path / "ok" / "ap.txt") in r.output and "verified" in r.output
+    assert len(ap.read_ap(tmp_path / "ok")) == 3
+
+    monkeypatch.setenv("MPMKIT_DATA_DIR", str(tmp_path / "home"))
+    assert run(main, ["data", "fetch", "ap"]).exit_code == 0  # default destination: $MPMKIT_DATA_DIR/ap
+    r = run(main, ["data", "list"])
+    assert f"ap: found at {tmp_path / 'home' / 'ap' / 'ap.txt'}" in r.output and "mpmkit data fetch ap" in r.output
+    assert "spiral: in code" in r.output
+
+    r = run(main, ["data", "fetch", "spiral"])
+    assert r.exit_code == 1 and "cannot be fetched" in r.output and "datasets that can: ap" in r.output
+    r = run(main, ["data", "fetch", "apx"])
+    assert r.exit_code == 1 and "unknown dataset 'apx'" in r.output and "Did you mean 'ap'" in r.output
+
+
+def test_registered_ap_dataset_reads_the_corpus(tmp_path):
+    from mpmkit import DatasetSource
+    from mpmkit.plugins import registry
+
+    d = tmp_path / "ap"
+    d.mkdir()
+    (d / "ap.txt").write_text(SYNTHETIC)
+    loader = registry("dataset").get("ap")
+    assert isinstance(loader, DatasetSource) and loader.sha256 == ap.AP_SHA256
+    assert [doc.docno for doc in loader(d)] == [doc.docno for doc in ap.read_ap(d)]
