@@ -97,7 +97,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text) or {}
         elif suffix == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+                import tomli as tomllib
 
             data = tomllib.loads(text)
         elif suffix == ".json":

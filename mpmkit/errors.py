@@ -16,8 +16,7 @@ class UnknownNameError(MPMKitError, KeyError):
         self.kind, self.name, self.available = kind, name, sorted(available)
         close = difflib.get_close_matches(name, self.available, n=1)
         msg = f"unknown {kind} {name!r}; available: {', '.join(self.available) or '(none)'}"
-        if close:
-            msg += f". Did you mean {close[0]!r}?"
+        msg += f". Did you mean {close[0]!r}?" if close else "."
         if hint:
             msg += f" {hint}"
         super().__init__(msg)

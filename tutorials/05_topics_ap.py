@@ -18,7 +18,7 @@ Full scale (all 2,246 articles, 512 tokens, the settings of benchmarks/RESULTS.m
 
 The corpus is read from ``$MPMKIT_DATA_DIR/ap`` or ``shared/data/ap`` (fetch it with
 ``mpmkit data fetch ap``); it is AP's copyright and never copied into the project. Encoder
-embeddings are cached in ``$MPMKIT_CACHE_DIR`` (default ``~/.cache/mpmkit``), so a second run skips
+embeddings are cached in ``$MPMKIT_CACHE_DIR/embeddings`` (default ``~/.cache/mpmkit/embeddings``), so a second run skips
 the encoder. Outputs go to ``$MPMKIT_TUTORIAL_OUT`` (default ``./tutorial_out``).
 """
 
