@@ -12,13 +12,13 @@ from mpmkit import CoordinateAscent, EuclideanPotential, FlatPrior, GaussianPrio
 from mpmkit.model import surrogate_elbo
 
 
-def make_problem(seed, B, N, K, D, L, scale, prior_kind, ragged=True, dtype=torch.float64):
+def make_problem(seed, B, N, K, D, L, scale, prior_kind, ragged=True, dtype=torch.float64, prior_scale=1.0):
     gen = torch.Generator().manual_seed(seed)
     g = torch.randn(B, N, D, generator=gen, dtype=dtype) * scale
     mask = torch.rand(B, N, generator=gen) > (0.3 if ragged else -1)
     mask[:, 0] = True
     prior = {"flat": lambda: FlatPrior(), "gaussian": lambda: GaussianPrior(D, scale=2.0),
-             "gmm": lambda: GMMPrior(L, D, init_scale=scale)}[prior_kind]().to(dtype)
+             "gmm": lambda: GMMPrior(L, D, scale=prior_scale, init_scale=scale)}[prior_kind]().to(dtype)
     lam0 = torch.randn(B, K, D, generator=gen, dtype=dtype) * scale
     return InnerProblem(g=g, mask=mask, prior=prior, potential=EuclideanPotential(), lam0=lam0,
                         log_pz=lambda lam: lam.new_full(lam.shape[:2], -math.log(lam.shape[1])))
@@ -31,9 +31,9 @@ def elbo(p, lam, q):
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), B=st.integers(1, 3), N=st.integers(1, 40), K=st.integers(1, 6),
        D=st.integers(1, 6), L=st.integers(1, 8), scale=st.sampled_from([0.1, 1.0, 5.0, 30.0]),
-       prior=st.sampled_from(["flat", "gaussian", "gmm"]))
-def test_each_update_never_lowers_surrogate_elbo(seed, B, N, K, D, L, scale, prior):
-    p = make_problem(seed, B, N, K, D, L, scale, prior)
+       prior=st.sampled_from(["flat", "gaussian", "gmm"]), prior_scale=st.sampled_from([0.2, 1.0, 3.0]))
+def test_each_update_never_lowers_surrogate_elbo(seed, B, N, K, D, L, scale, prior, prior_scale):
+    p = make_problem(seed, B, N, K, D, L, scale, prior, prior_scale=prior_scale)
     ca = CoordinateAscent()
     lam = p.lam0
     q = ca.posterior(p, lam)
@@ -63,25 +63,29 @@ def test_q_step_is_the_argmax(seed, K, D):
 
 
 def test_m_step_is_stationary_point_of_surrogate_with_r_held():
-    """With q and r held fixed, the Λ-step zeroes the gradient of Appendix A."""
-    p = make_problem(3, 2, 30, 3, 4, 5, 2.0, "gmm", ragged=True)
-    ca = CoordinateAscent()
-    q = ca.posterior(p, p.lam0)
-    r = p.prior.responsibilities(p.lam0)
-    mu = ca.m_step(p, p.lam0, q)
-    nu = p.prior.centres
-    grad = -((r.sum(-1, keepdim=True) * mu - r @ nu) + (q.sum(1).unsqueeze(-1) * mu - q.transpose(1, 2) @ p.g))
-    assert grad.abs().max() < 1e-9
+    """With q and r held fixed, the Λ-step zeroes the gradient of Appendix A (prior components of σ ≠ 1)."""
+    for sigma in (0.5, 1.0, 2.5):
+        p = make_problem(3, 2, 30, 3, 4, 5, 2.0, "gmm", ragged=True, prior_scale=sigma)
+        ca = CoordinateAscent()
+        q = ca.posterior(p, p.lam0)
+        r = p.prior.responsibilities(p.lam0)
+        mu = ca.m_step(p, p.lam0, q)
+        nu = p.prior.centres
+        grad = -((r.sum(-1, keepdim=True) * mu - r @ nu) / sigma**2
+                 + (q.sum(1).unsqueeze(-1) * mu - q.transpose(1, 2) @ p.g))
+        assert grad.abs().max() < 1e-9, sigma
 
 
 def test_matches_naive_formulation_of_proposition_1():
-    """The matmul implementation equals the paper's [B, N, K, D] formulas."""
-    p = make_problem(5, 3, 25, 4, 3, 6, 1.5, "gmm")
+    """The matmul implementation equals the paper's [B, N, K, D] formulas (prior components of σ = 0.7)."""
+    sigma = 0.7
+    p = make_problem(5, 3, 25, 4, 3, 6, 1.5, "gmm", prior_scale=sigma)
     lam = p.lam0
     diff = lam.unsqueeze(1) - p.g.unsqueeze(2)  # [B, N, K, D]
     s = torch.softmax(-0.5 * (diff**2).sum(-1), -1) * p.mask.unsqueeze(-1)
-    r = torch.softmax(-0.5 * ((lam.unsqueeze(2) - p.prior.centres) ** 2).sum(-1), -1)  # [B, K, L]
-    mu = (r @ p.prior.centres + torch.einsum("bnk,bnd->bkd", s, p.g)) / (r.sum(-1) + s.sum(1)).unsqueeze(-1)
+    r = torch.softmax(-0.5 * ((lam.unsqueeze(2) - p.prior.centres) ** 2).sum(-1) / sigma**2, -1)  # [B, K, L]
+    mu = ((r @ p.prior.centres / sigma**2 + torch.einsum("bnk,bnd->bkd", s, p.g))
+          / (r.sum(-1) / sigma**2 + s.sum(1)).unsqueeze(-1))
     ca = CoordinateAscent()
     assert torch.allclose(ca.posterior(p, lam), s, atol=1e-12)
     assert torch.allclose(ca.update(p, lam), mu, atol=1e-10)

@@ -10,7 +10,7 @@ from mpmkit import CoordinateAscent, DotProductPotential, EuclideanPotential, GM
 from mpmkit.model import surrogate_elbo
 
 
-def problem(potential=None, seed=0):
+def problem(potential=None, seed=0, prior_scale=1.0):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     centres = torch.tensor([[-4.0, 0.0], [4.0, 0.0], [0.0, 5.0]], dtype=torch.float64)
@@ -19,7 +19,8 @@ def problem(potential=None, seed=0):
     mask = torch.ones(2, 60, dtype=torch.bool)
     mask[1, 40:] = False
     lam0 = centres.unsqueeze(0).expand(2, -1, -1) + torch.randn(2, 3, 2, generator=gen, dtype=torch.float64)
-    return InnerProblem(g=g, mask=mask, prior=GMMPrior(4, 2).double(), potential=potential or EuclideanPotential(),
+    return InnerProblem(g=g, mask=mask, prior=GMMPrior(4, 2, scale=prior_scale).double(),
+                        potential=potential or EuclideanPotential(),
                         lam0=lam0, log_pz=lambda lam: lam.new_full(lam.shape[:2], -math.log(3)))
 
 
@@ -30,10 +31,12 @@ def test_gradient_steps_increase_surrogate_elbo():
     assert e[-1] > e[0] and all(b >= a - 1e-6 for a, b in zip(e, e[1:]))
 
 
-def test_agrees_with_coordinate_ascent_at_fixed_point():
-    p = problem()
+@pytest.mark.parametrize("sigma", [1.0, 0.5])
+def test_agrees_with_coordinate_ascent_at_fixed_point(sigma):
+    """Same fixed point whatever the prior components' σ (the closed form weighs the prior by 1/σ²)."""
+    p = problem(prior_scale=sigma)
     ca = CoordinateAscent().solve(p, 300)
-    gd = GradientAscent(step_size=0.5).solve(p, 3000)
+    gd = GradientAscent(step_size=0.5 * sigma**2).solve(p, 3000)
     assert torch.allclose(ca.lam, gd.lam, atol=1e-4)
     assert (ca.q.argmax(-1)[p.mask] == gd.q.argmax(-1)[p.mask]).all()
 

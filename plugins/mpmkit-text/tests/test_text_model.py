@@ -94,3 +94,20 @@ def test_online_em_prior_tracks_topics_and_restarts_dead_centres():
     near = torch.cdist(targets, prior.centres).min(1).values
     assert float(near.max()) < 0.5  # every data cluster has a centre: the dead ones were re-seeded
     assert not prior.centres.requires_grad
+
+
+@pytest.mark.parametrize("sigma", [0.4, 1.0, 2.5])
+def test_online_gmm_prior_has_the_gmm_density_and_minorizer(sigma):
+    """The online-EM prior changes how ν is learned, not p_η(λ) or its Proposition 1 minorizer."""
+    from mpmkit import GMMPrior
+    from mpmkit_text.model import OnlineGMMPrior
+
+    torch.manual_seed(0)
+    online = OnlineGMMPrior(4, 3, scale=sigma).double()
+    plain = GMMPrior(4, 3, scale=sigma).double()
+    with torch.no_grad():
+        plain.centres.copy_(online.centres)
+    lam = 2 * torch.randn(2, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(online.log_prob(lam), plain.log_prob(lam))
+    for a, b in zip(online.minorizer(lam), plain.minorizer(lam)):
+        torch.testing.assert_close(a, b)
