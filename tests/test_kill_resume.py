@@ -30,6 +30,20 @@ def _wait_for(path, proc, timeout=120.0):
         time.sleep(0.005)
 
 
+def _wait_for_step(ckpt_dir, proc, target, timeout=120.0):
+    """Poll ``latest.json`` (written atomically) until it names a step >= ``target``; the process must still run."""
+    end = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "the run ended before the kill: " + proc.communicate()[1][-3000:]
+        assert time.monotonic() < end, f"step {target} never checkpointed"
+        try:
+            if int(json.loads((ckpt_dir / "latest.json").read_text())["path"].split("-")[1]) >= target:
+                return
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError, ValueError):
+            pass
+        time.sleep(0.002)
+
+
 def _state(out):
     tensors, state = ckpt.load(out / "checkpoints")
     return {k: v for k, v in tensors.items() if not k.startswith(("rng.", "rank"))}, state
@@ -41,12 +55,12 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, toy_host):
     base = [PYTHON, "-m", "mpmkit", "fit", "toy", "--out", str(out), "--no-evaluate"]
     sets = [a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]
     proc = subprocess.Popen(base + sets, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(out / "checkpoints" / "latest.json", proc)
-    time.sleep(random.uniform(0.0, 1.0))  # a random point after the first checkpoint
-    alive = proc.poll() is None
+    _wait_for_step(out / "checkpoints", proc, random.randint(2, 10))  # a random point mid-run ...
+    time.sleep(random.uniform(0.0, 0.01))  # ... possibly inside the next step or checkpoint write
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     killed_at = _state(out)[1]["step"]
+    assert 2 <= killed_at < 20, killed_at  # the kill interrupted training: resume has work to do
     resume = subprocess.Popen(base + ["--resume"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     Trainer(make_family("toy"), config_for("toy", SETS), tmp_path / "full").fit()  # meanwhile: uninterrupted run
     _, err = resume.communicate(timeout=240)
@@ -59,7 +73,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, toy_host):
     assert sa["best_val"] == sb["best_val"]
     steps = [r.split(",")[0] for r in (out / "metrics.csv").read_text().splitlines()[1:] if r.split(",")[2]]
     assert len(steps) == len(set(steps)) == 20  # no duplicated or missing rows around the kill
-    print(f"killed after step {killed_at} (alive at kill: {alive})")
+    print(f"killed after step {killed_at}")
 
 
 WRITER = textwrap.dedent("""

@@ -87,6 +87,8 @@ def test_training_improves_elbo_and_evaluates(tmp_path, toy_host):
     val = [float(r[header.index("val_loss")]) for r in rows[1:] if r[header.index("val_loss")]]
     assert val[-1] < val[0]
     metrics = evaluate_run(tmp_path / "run")
+    # a sanity floor for the evaluation path, not evidence of learning: an untrained toy model already
+    # clusters these well-separated blobs (ARI ≈ 0.89); learning is the val_loss check above
     assert metrics["ari"] > 0.8
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["ari"] == metrics["ari"]
 

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import pytest
+import torch
 
 from mpmkit.runs import config_for, evaluate_run, make_family
 from mpmkit.training import Trainer
@@ -48,6 +49,7 @@ def test_evaluate_writes_topics_and_metrics(fitted, setup):
     for key in ("mpm_umass_mean", "mpm_umass_max", "mpm_npmi_mean", "mpm_npmi_max", "mpm_log_perplexity",
                 "lda_umass_mean", "lda_npmi_mean", "lda_log_perplexity"):
         assert isinstance(m[key], float) and math.isfinite(m[key]), key
+    # a sanity bound only (this tiny corpus does not generalise); the value itself is checked below
     assert m["mpm_log_perplexity"] <= math.log(m["vocab_size"]) + 1.0
     assert m["dropped_empty"] == 2  # the stop-word-only documents have no observations
     lines = (run / "topics.txt").read_text().splitlines()
@@ -190,3 +192,23 @@ def test_likelihood_topics_match_a_direct_sum_and_ignore_padding(fitted, setup):
         assert words == [vocab[v] for v in mass[l].topk(5).indices.tolist()]
     m = evaluate_run(run, overrides={"topic_words": "likelihood", "lda": False})
     assert m["mpm_n_topics"] == len(topics)
+
+
+def test_log_perplexity_is_the_per_word_mixture_likelihood(fitted):
+    """mpm_log_perplexity = -Σ_words log Σ_k (1/K) p_θ(x | z = k, λ̂) / #words, λ̂ inferred from each test
+    document alone (no padding), summed here one document at a time."""
+    from mpmkit.runs import open_run
+    from mpmkit_text.family import collate
+
+    run, m = fitted
+    r = open_run(run)
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for doc in r.splits.test:
+            batch = collate([doc])
+            inf = r.model.infer(batch)
+            ll = r.model.likelihood.log_prob(batch.x, inf.lam, batch.mask)[0]  # [N, K]
+            total += float(torch.logsumexp(ll - math.log(ll.shape[-1]), -1).sum())
+            n += len(doc)
+    assert n == m["num_test_words"]
+    assert m["mpm_log_perplexity"] == pytest.approx(-total / n, rel=1e-5)
