@@ -11,8 +11,9 @@ class SlotAttention(nn.Module, FixedPointSolver):
     """Learned update: LayerNorm, q/k/v projections, softmax over slots, weighted mean, GRU, residual MLP.
 
     The initial slots are λ⁰ + σ ε with a learned σ (the learned Gaussian init), ε drawn only in
-    training. ``posterior`` is the attention, i.e. q. With the GRU/MLP removed and r = 0 this is the
-    coordinate-ascent weighted mean of Proposition 1 (see tests).
+    training. ``posterior`` is the attention, i.e. q. Its weighted mean over observations is the
+    coordinate-ascent update of Proposition 1 with r = 0; the GRU and MLP replace the rest. The
+    equations are checked against a hand-written reference in ``tests/test_slot_attention.py``.
     """
 
     name = "slot-attention"
