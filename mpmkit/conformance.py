@@ -202,6 +202,25 @@ def check_bad_steps(factory: SolverFactory, problem: InnerProblem, steps: int, *
     _fail(solver, "bad_steps", "solve(problem, steps=0) did not raise ValueError")
 
 
+def check_ascent(factory: SolverFactory, problem: InnerProblem, steps: int, **_: Any) -> None:
+    """A solver with ``ascends_surrogate = True`` ends with a surrogate ELBO no lower than at (λ⁰, q(λ⁰)),
+    and no step of it lowers the ELBO."""
+    solver = _bound(factory, problem)
+    if not getattr(solver, "ascends_surrogate", False):
+        return
+    with torch.no_grad():
+        lam = problem.lam0
+        before = solver.surrogate_elbo(problem, lam, solver.posterior(problem, lam))
+        for step in range(1, steps + 1):
+            lam = _detached(_solve(solver, dataclasses.replace(problem, lam0=lam), 1)).lam
+            after = solver.surrogate_elbo(problem, lam, solver.posterior(problem, lam))
+            drop = before - after
+            if (drop > 1e-4 * (1 + before.abs())).any():
+                _fail(solver, "ascent", f"step {step} lowered the surrogate ELBO by {float(drop.max()):.4g} "
+                                        "although the solver declares ascends_surrogate = True")
+            before = after
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "shapes": check_shapes,
     "finite": check_finite,
@@ -211,6 +230,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "inputs_untouched": check_inputs_untouched,
     "gradients": check_gradients,
     "bad_steps": check_bad_steps,
+    "ascent": check_ascent,
 }
 
 

@@ -133,6 +133,7 @@ class PSAEM(FixedPointSolver):
     """
 
     name = "psa-em"
+    ascends_surrogate = True  # EM on the surrogate: each step maximises a minorizer
 
     def __init__(self, backward: str = "full", learn_mixing: bool = True, learn_variance: bool = True,
                  var_floor: float = 1e-3, prune_mass: float = 0.0, prune_after: int | None = None, **kw):

@@ -60,3 +60,16 @@ def test_suite_catches_bad_q_and_non_solvers():
     with pytest.raises(KeyError, match="available: shapes"):
         run_check("nope", CoordinateAscent)
     assert issubclass(Unnormalised, Solver)
+
+
+def test_suite_catches_a_solver_that_descends():
+    """A solver that claims monotone ascent but steps the wrong way (λ ← 2λ − F(λ)) fails 'ascent'."""
+    class Downhill(CoordinateAscent):
+        name = "downhill"
+
+        def update(self, problem, lam):
+            return 2 * lam - super().update(problem, lam)
+
+    with pytest.raises(ConformanceError, match="'downhill' fails conformance check 'ascent'"):
+        run_check("ascent", Downhill)
+    run_check("ascent", CoordinateAscent)

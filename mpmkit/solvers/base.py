@@ -46,6 +46,9 @@ class Solver(ABC):
     name: ClassVar[str] = ""
     #: gradients flow from (Λ^T, q^T) to φ, η and λ⁰
     differentiable: ClassVar[bool] = True
+    #: every step provably never lowers the surrogate ELBO (closed-form / EM updates); checked by
+    #: mpmkit.conformance's ``ascent`` check, which needs ``posterior`` and ``surrogate_elbo``
+    ascends_surrogate: ClassVar[bool] = False
 
     def check(self, problem: InnerProblem) -> None:
         """Raise :class:`IncompatibleSolverError` if this solver cannot serve ``problem``."""

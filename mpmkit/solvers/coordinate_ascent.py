@@ -17,6 +17,7 @@ class CoordinateAscent(FixedPointSolver):
     """
 
     name = "coordinate-ascent"
+    ascends_surrogate = True  # Proposition 1: each q- and Λ-step is a (minorize-)maximisation
 
     def check(self, problem: InnerProblem) -> None:
         why = []
