@@ -304,6 +304,8 @@ class Trainer:
                 while pos < len(order) and (not tc.max_steps or step < tc.max_steps):
                     own, real = distributed.shard(order[pos], ctx)
                     batch = to_device(splits.collate([splits.train[i] for i in own]), self.device)
+                    if not real:  # a weight-zero stand-in: models with side effects (online EM) skip its statistics
+                        batch.extras["stand_in"] = True
                     row = self._step(model, fwd, opt, batch, 1.0 if real else 0.0, step, epoch)
                     step, pos = step + 1, pos + 1
                     bar.update(1)

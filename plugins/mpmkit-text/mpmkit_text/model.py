@@ -86,20 +86,20 @@ class OnlineGMMPrior(GMMPrior):
         self.sums.copy_(centres * self.counts.unsqueeze(-1))
 
     @torch.no_grad()
-    def em_update(self, lam: Tensor) -> None:
+    def em_update(self, lam: Tensor, weight: float = 1.0) -> None:
         """One online-EM step from this batch's topic embeddings ``[B, K, D]``.
 
         Under torchrun the batch statistics are summed over ranks (each rank holds a share of the
-        global batch) and rank 0's restarts are broadcast, so every rank keeps the same ν. (A rank
-        left with a weight-zero stand-in dataset in a short last batch adds that dataset's
-        statistics once more; it is one dataset in one step.)
+        global batch) and rank 0's restarts are broadcast, so every rank keeps the same ν. A rank
+        holding only a weight-zero stand-in (a short last batch) passes ``weight=0``: it still joins
+        the collective calls but adds nothing.
         """
         import torch.distributed as dist
 
         ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         mu = lam.detach().reshape(-1, lam.shape[-1]).to(self.centres.dtype)
         r = self.responsibilities(mu.unsqueeze(0))[0]  # [M, L]
-        stats = torch.cat([r.sum(0, keepdim=True).T, r.T @ mu], 1)  # [L, 1 + D]: Σ r, Σ r μ
+        stats = weight * torch.cat([r.sum(0, keepdim=True).T, r.T @ mu], 1)  # [L, 1 + D]: Σ r, Σ r μ
         if ddp:
             dist.all_reduce(stats)
         d = self.decay
@@ -134,7 +134,7 @@ class TopicMPM(MPM):
     def forward(self, batch):
         loss, terms, inference = super().forward(batch)
         if self.training and isinstance(self.prior, OnlineGMMPrior):
-            self.prior.em_update(inference.lam)
+            self.prior.em_update(inference.lam, weight=0.0 if batch.extras.get("stand_in") else 1.0)
         return loss, terms, inference
 
 

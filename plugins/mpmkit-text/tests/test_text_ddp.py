@@ -20,10 +20,12 @@ def _model():
 def _global_batches():
     from test_text_model import _doc
 
-    return [[_doc(4 + (j % 5), 10 * s + j) for j in range(6)] for s in range(4)]  # 4 steps, 6 documents each
+    # 4 steps of 6 documents, then a short last batch of 1: rank 1 gets a weight-zero stand-in there
+    return [[_doc(4 + (j % 5), 10 * s + j) for j in range(6)] for s in range(4)] + [[_doc(7, 99)]]
 
 
 def _rank(rank: int, world: int, out: str) -> None:
+    from mpmkit.distributed import DistContext, shard
     from mpmkit_text.family import collate
 
     dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world)
@@ -32,7 +34,11 @@ def _rank(rank: int, world: int, out: str) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     with torch.no_grad():
         for docs in _global_batches():
-            ddp(collate(docs[rank::world]))  # this rank's share; the EM update runs in forward
+            own, real = shard(list(range(len(docs))), DistContext(rank, world))  # as the trainer deals them
+            batch = collate([docs[i] for i in own])
+            if not real:
+                batch.extras["stand_in"] = True
+            ddp(batch)  # the EM update runs in forward
     prior = model.prior
     torch.save({"counts": prior.counts.clone(), "centres": prior.centres.detach().clone()}, f"{out}/r{rank}.pt")
     dist.destroy_process_group()
