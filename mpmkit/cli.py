@@ -160,8 +160,8 @@ def data_fetch(name: str, dest: str | None, force: bool) -> None:
         where_from = f" from {loader.url}" if loader.url else ""
         raise click.ClickException(f"could not download {name!r}{where_from}: {exc}. Download it by hand and "
                                    "point the dataset at it (e.g. MPMKIT_DATA_DIR), or retry") from exc
-    check = f" (sha256 {loader.sha256[:12]}… verified)" if loader.sha256 else ""
-    click.echo(f"{name}: {path}{check}")
+    check = f" (every download is checked against sha256 {loader.sha256[:12]}…)" if loader.sha256 else ""
+    click.echo(f"{name}: ready at {path}{check}; --force downloads it again")
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def test_cli_data_list_and_fetch(tmp_path, monkeypatch):
     monkeypatch.setattr(ap, "AP_SHA256", digest)  # read at call time by fetch_ap
     r = run(main, ["data", "fetch", "ap", "--dest", str(tmp_path / "ok")])
     assert r.exit_code == 0, r.output
-    assert str(tmp_path / "ok" / "ap.txt") in r.output and "verified" in r.output
+    assert f"ap: ready at {tmp_path / 'ok' / 'ap.txt'}" in r.output and "checked against sha256" in r.output
     assert len(ap.read_ap(tmp_path / "ok")) == 3
 
     monkeypatch.setenv("MPMKIT_DATA_DIR", str(tmp_path / "home"))
