@@ -34,7 +34,7 @@ from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
 
-from .model import build_topic_mpm
+from .model import build_topic_mpm, global_prior
 
 
 @dataclass
@@ -56,6 +56,9 @@ class APTopicsOptions:
     max_df: float = 1.0  #: vocabulary: drop words in more than this fraction of training documents
     # -- model -------------------------------------------------------------------------------
     num_topics: int = 5  #: K local topics per document
+    #: each document's local model: the paper's (uniform p(z), ψ = −½‖g − μ‖²) or PSA's (mixing weights π and
+    #: diagonal variances σ² over the word embeddings, solved by psa-em; Probabilistic Slot Attention)
+    local: Literal["mpm", "psa"] = "mpm"
     num_global: int = 100  #: L global topic clusters (GMM components)
     slot_dim: int = 128  #: D, size of a topic embedding μ_ik
     hidden: int = 256  #: width of f_θ's 3-layer MLP
@@ -224,12 +227,12 @@ class APTopicsFamily(Family):
 
     def build_model(self, cfg: Config) -> MPM:
         o, c = cfg.family, load_corpus(cfg)
-        model = build_topic_mpm(solver_from_config(cfg), vocab_size=len(c.vocab),
+        model = build_topic_mpm(solver_from_config(cfg, local=o.local), vocab_size=len(c.vocab),
                                 encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
                                 slot_dim=o.slot_dim, hidden=o.hidden, position_buckets=o.position_buckets,
                                 max_positions=o.max_length, inner_steps=cfg.inner_steps, beta=cfg.beta,
                                 prior_scale=o.prior_scale, prior_update=o.prior_update,
-                                prior_decay=o.prior_decay)
+                                prior_decay=o.prior_decay, local=o.local)
         if o.prior_init == "data":
             init_centres(model, c.train, o.num_global)
         return model
@@ -249,7 +252,7 @@ class APTopicsFamily(Family):
             elbo_sum += float(model.elbo(batch, inf, beta=1.0).total.sum())
             n += int(batch.mask.sum())
             k = inf.q.argmax(-1).cpu().numpy()
-            r = model.prior.responsibilities(inf.lam).argmax(-1).cpu().numpy()  # [B, K]
+            r = _responsibilities(model, inf.lam).argmax(-1).cpu().numpy()  # [B, K]
             for b, d in enumerate(chunk):
                 local.append(k[b, : len(d)])
                 cluster.append(r[b])
@@ -330,6 +333,11 @@ class APTopicsFamily(Family):
         return metrics
 
 
+def _responsibilities(model: MPM, lam: torch.Tensor) -> torch.Tensor:
+    """r_ikl of each local topic's mean under the global GMM, ``[B, K, L]`` (PSA's λ: its means)."""
+    return global_prior(model.prior).responsibilities(model.potential.slot_means(lam))
+
+
 def _inferred_batches(model: MPM, docs: list[TopicDocument], cfg: Config, batch_size: int):
     """(documents, batch, inference) for each batch of ``docs``: the test-time inner loop, run once."""
     steps = cfg.family.eval_inner_steps or cfg.inner_steps
@@ -344,7 +352,7 @@ def _add_word_mass(acc: torch.Tensor, model: MPM, batch: Batch, inf) -> torch.Te
     """``acc`` (``[L, V]``, or empty to start) plus one batch's n_ik p_θ(x | μ_ik), each in the row of its cluster."""
     p = model.likelihood.log_probs(inf.lam).exp().mean(2)  # [B, K, V]
     n = (inf.q * batch.mask.unsqueeze(-1)).sum(1)  # [B, K] words per local topic
-    r = model.prior.responsibilities(inf.lam)  # [B, K, L]
+    r = _responsibilities(model, inf.lam)  # [B, K, L]
     if not acc.numel():
         acc = torch.zeros(r.shape[-1], p.shape[-1], dtype=torch.float64, device=p.device)
     return acc.index_add_(0, r.argmax(-1).reshape(-1), (n.unsqueeze(-1) * p).reshape(-1, p.shape[-1]).double())
@@ -381,17 +389,19 @@ def init_centres(model: MPM, train: list[TopicDocument], num_global: int, max_do
     if not train:
         return
     pick = torch.randperm(len(train))[:max_docs].tolist()  # the global RNG, seeded by the trainer
-    lam = torch.cat([model.infer(collate([train[i] for i in pick[lo: lo + 64]])).lam.reshape(-1, model.lambda0.shape[1])
-                     for lo in range(0, len(pick), 64)])
+    means = [model.potential.slot_means(model.infer(collate([train[i] for i in pick[lo: lo + 64]])).lam)
+             for lo in range(0, len(pick), 64)]
+    lam = torch.cat([m.reshape(-1, m.shape[-1]) for m in means])
     idx = torch.randperm(lam.shape[0])
     if lam.shape[0] < num_global:
         idx = idx[torch.randint(lam.shape[0], (num_global,))]
     centres = lam[idx[:num_global]]
     centres = centres + 0.01 * torch.randn_like(centres)
-    if hasattr(model.prior, "reset"):
-        model.prior.reset(centres)
+    gmm = global_prior(model.prior)
+    if hasattr(gmm, "reset"):
+        gmm.reset(centres)
     else:
-        model.prior.centres.copy_(centres)
+        gmm.centres.copy_(centres)
 
 
 def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, lda: dict | None,

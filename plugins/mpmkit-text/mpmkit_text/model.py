@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from mpmkit import EuclideanPotential, GMMPrior, MixtureLikelihood, MPM
+from mpmkit.psa import PSAPotential, PSAPrior, unpack
 from mpmkit.solvers import Solver
 
 
@@ -133,9 +134,24 @@ class TopicMPM(MPM):
 
     def forward(self, batch):
         loss, terms, inference = super().forward(batch)
-        if self.training and isinstance(self.prior, OnlineGMMPrior):
-            self.prior.em_update(inference.lam, weight=0.0 if batch.extras.get("stand_in") else 1.0)
+        gmm = global_prior(self.prior)
+        if self.training and isinstance(gmm, OnlineGMMPrior):
+            gmm.em_update(self.potential.slot_means(inference.lam), weight=0.0 if batch.extras.get("stand_in") else 1.0)
         return loss, terms, inference
+
+
+def topic_means(lam: Tensor, slot_dim: int) -> Tensor:
+    """μ_ik from λ: λ itself (the paper's local model) or the means of a packed PSA λ ``[..., 2D + 1]``."""
+    if lam.shape[-1] == slot_dim:
+        return lam
+    if lam.shape[-1] == 2 * slot_dim + 1:
+        return unpack(lam).mu
+    raise ValueError(f"λ has width {lam.shape[-1]}; expected D = {slot_dim} or 2D + 1 = {2 * slot_dim + 1} (PSA)")
+
+
+def global_prior(prior):
+    """The global GMM p_η over topic means: ``prior`` itself, or the base of a :class:`PSAPrior`."""
+    return prior.base if isinstance(prior, PSAPrior) else prior
 
 
 class TopicLikelihood(MixtureLikelihood):
@@ -149,6 +165,7 @@ class TopicLikelihood(MixtureLikelihood):
         if not 1 <= position_buckets <= max_positions:
             raise ValueError(f"position_buckets must be in [1, max_positions={max_positions}], got {position_buckets}")
         self.vocab_size, self.buckets, self.max_positions = vocab_size, position_buckets, max_positions
+        self.slot_dim = slot_dim
         self.residual = mlp([slot_dim, slot_dim, slot_dim])
         self.positions = nn.Parameter(torch.randn(position_buckets, slot_dim) * 0.02)  # s, learned
         self.decoder = mlp([slot_dim, hidden, hidden, vocab_size])  # the 3-layer MLP
@@ -159,7 +176,8 @@ class TopicLikelihood(MixtureLikelihood):
     def log_probs(self, lam: Tensor, num_buckets: int | None = None) -> Tensor:
         """log Softmax(f_θ(μ_ik, s_p)) for buckets p < ``num_buckets``, ``[B, K, P, V]``."""
         p = self.buckets if num_buckets is None else num_buckets
-        h = lam + self.residual(lam)  # [B, K, D]
+        mu = topic_means(lam, self.slot_dim)
+        h = mu + self.residual(mu)  # [B, K, D]
         h = h.unsqueeze(2) + self.positions[:p]  # [B, K, P, D]
         return torch.log_softmax(self.decoder(h), dim=-1)
 
@@ -177,18 +195,29 @@ class TopicLikelihood(MixtureLikelihood):
 def build_topic_mpm(solver: Solver, *, vocab_size: int, encoder_dim: int, num_topics: int = 5,
                     num_global: int = 100, slot_dim: int = 128, hidden: int = 256, position_buckets: int = 8,
                     max_positions: int = 512, inner_steps: int = 3, beta: float = 0.1, prior_scale: float = 1.0,
-                    init_scale: float = 1.0, prior_update: str = "em", prior_decay: float = 0.99) -> MPM:
+                    init_scale: float = 1.0, prior_update: str = "em", prior_decay: float = 0.99,
+                    local: str = "mpm") -> MPM:
     """The topic MPM: K = ``num_topics`` local topics, L = ``num_global`` GMM components.
 
     ``prior_update``: ``"em"`` (ν by online EM, :class:`OnlineGMMPrior`) or ``"gradient"`` (ν by Adam).
+    ``local="psa"``: each document's local GMM gets mixing weights π and diagonal variances σ² over the
+    word embeddings (Probabilistic Slot Attention): ψ = log N(g; μ_k, σ²_k), p(z = k | λ) = π_k, the
+    global GMM on the means; the likelihood reads μ. Solve it with ``psa-em``.
     """
+    if local not in ("mpm", "psa"):
+        raise ValueError(f"local must be 'mpm' or 'psa', got {local!r}")
     if prior_update not in ("em", "gradient"):
         raise ValueError(f"prior_update must be 'em' or 'gradient', got {prior_update!r}")
     if prior_update == "em":
         prior = OnlineGMMPrior(num_global, slot_dim, scale=prior_scale, init_scale=init_scale, decay=prior_decay)
     else:
         prior = GMMPrior(num_global, slot_dim, scale=prior_scale, init_scale=init_scale)
+    recognition = WordRecognition(encoder_dim, slot_dim)
+    if local == "psa":
+        prior, potential = PSAPrior(prior), PSAPotential(recognition)
+    else:
+        potential = EuclideanPotential(recognition)
     return TopicMPM(prior=prior,
                likelihood=TopicLikelihood(vocab_size, slot_dim, hidden, position_buckets, max_positions),
-               potential=EuclideanPotential(WordRecognition(encoder_dim, slot_dim)), solver=solver,
+               potential=potential, solver=solver,
                num_slots=num_topics, slot_dim=slot_dim, inner_steps=inner_steps, beta=beta, init_scale=init_scale)

@@ -212,3 +212,20 @@ def test_log_perplexity_is_the_per_word_mixture_likelihood(fitted):
             n += len(doc)
     assert n == m["num_test_words"]
     assert m["mpm_log_perplexity"] == pytest.approx(-total / n, rel=1e-5)
+
+
+def test_psa_local_model_fits_and_evaluates(setup):
+    """local=psa (mixing weights and variances per document, psa-em) trains, evaluates and lowers the loss."""
+    root, values = setup
+    run = root / "psa"
+    Trainer(make_family("ap-topics"), config_for("ap-topics", {**values, "local": "psa"}), run).fit()
+    rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r.get("loss")]
+    first = sum(float(r["loss"]) for r in rows[:4]) / 4
+    last = sum(float(r["loss"]) for r in rows[-4:]) / 4
+    assert last < first - 0.05, (first, last)
+    m = evaluate_run(run)
+    for key in ("mpm_umass_mean", "mpm_npmi_mean", "mpm_log_perplexity", "lda_umass_mean"):
+        assert math.isfinite(m[key]), key
+    assert m["mpm_n_topics"] >= 1 and (run / "topics.txt").exists()
+    held_out = evaluate_run(run, overrides={"topic_words": "likelihood", "topic_docs": "train", "lda": False})
+    assert held_out["mpm_n_topics"] >= 1

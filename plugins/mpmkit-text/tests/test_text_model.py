@@ -14,10 +14,13 @@ from mpmkit_text.vocab import build_vocabulary
 V, H, D = 11, 6, 8
 
 
-def _model(seed=0, buckets=4):
+def _model(seed=0, buckets=4, local="mpm"):
+    from mpmkit.psa import PSAEM
+
     torch.manual_seed(seed)
-    return build_topic_mpm(CoordinateAscent(), vocab_size=V, encoder_dim=H, num_topics=3, num_global=4, slot_dim=D,
-                           hidden=16, position_buckets=buckets, max_positions=16, inner_steps=3, beta=0.1).eval()
+    return build_topic_mpm(PSAEM() if local == "psa" else CoordinateAscent(), vocab_size=V, encoder_dim=H,
+                           num_topics=3, num_global=4, slot_dim=D, hidden=16, position_buckets=buckets,
+                           max_positions=16, inner_steps=3, beta=0.1, local=local).eval()
 
 
 def _doc(n, seed):
@@ -41,8 +44,9 @@ def test_likelihood_normalises_over_vocabulary():
     assert int(lik.bucket(torch.tensor([0, 3, 4, 15, 600])).max()) == 3
 
 
-def test_padding_never_affects_results():
-    model = _model()
+@pytest.mark.parametrize("local", ["mpm", "psa"])
+def test_padding_never_affects_results(local):
+    model = _model(local=local)
     docs = [_doc(5, 1), _doc(9, 2)]
     alone = [model(collate([d])) for d in docs]
     batch = collate(docs)  # doc 0 padded from 5 to 9
@@ -111,3 +115,27 @@ def test_online_gmm_prior_has_the_gmm_density_and_minorizer(sigma):
     torch.testing.assert_close(online.log_prob(lam), plain.log_prob(lam))
     for a, b in zip(online.minorizer(lam), plain.minorizer(lam)):
         torch.testing.assert_close(a, b)
+
+
+def test_psa_local_model_reads_means_and_mixing_weights():
+    """local=psa: λ packs (μ, log σ², log π); the likelihood reads μ, p(z | λ) is π, ν is learned on μ."""
+    from mpmkit.psa import PSAPrior, unpack
+    from mpmkit_text.model import OnlineGMMPrior, topic_means
+
+    model = _model(local="psa")
+    batch = collate([_doc(6, 1), _doc(9, 2)])
+    with torch.no_grad():
+        inf = model.infer(batch)
+    assert inf.lam.shape == (2, 3, 2 * D + 1)
+    s = unpack(inf.lam)
+    torch.testing.assert_close(model.log_pz(inf.lam), s.log_pi)
+    torch.testing.assert_close(model.likelihood.log_probs(inf.lam), model.likelihood.log_probs(s.mu))
+    assert isinstance(model.prior, PSAPrior) and isinstance(model.prior.base, OnlineGMMPrior)
+    before = model.prior.base.counts.clone()
+    model.train()
+    model(batch)  # training forward: online EM on the means
+    assert not torch.equal(model.prior.base.counts, before)
+    with pytest.raises(ValueError, match="expected D = 8 or 2D \\+ 1 = 17"):
+        topic_means(torch.zeros(1, 3, 5), D)
+    with pytest.raises(ValueError, match="local must be"):
+        _model(local="slots")
