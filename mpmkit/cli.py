@@ -119,7 +119,7 @@ def data() -> None:
 @data.command("list")
 def data_list() -> None:
     """Each registered dataset: found (and where), missing, or in code (generated / a path you pass)."""
-    from .datasets import DatasetSource, where
+    from .datasets import DatasetSource, check_files, where
     from .plugins import registry
 
     reg = registry("dataset")
@@ -128,6 +128,12 @@ def data_list() -> None:
         state, path = where(loader)
         line = f"{name}: " + (f"found at {path}" if path else state if state == "missing" else
                                "in code (generated, or read from a path you pass)")
+        if path is not None and loader.files:
+            checks = check_files(loader, path)
+            bad = [f for f, ok in checks.items() if ok is False]
+            line += (f" [sha256 differs from the original: {', '.join(bad)}]" if bad else
+                     f" [sha256 of {', '.join(f for f, ok in checks.items() if ok)} as published]"
+                     if any(checks.values()) else "")
         if isinstance(loader, DatasetSource) and loader.fetch is not None:
             line += f" (fetch: mpmkit data fetch {name}" + (f"; {loader.url}" if loader.url else "") + ")"
         click.echo(line)

@@ -34,6 +34,9 @@ AP_URL = (
 )
 AP_SHA256 = "92cbe192631874708540db11969211363cf2f5c0a56b2897e0229925e5d4f2a3"
 AP_MEMBERS = {"ap/vocab.txt": "vocab.txt", "ap/ap.txt": "ap.txt"}  # ap.txt last: marks completion
+#: sha256 of the extracted files (the data README of the shared copy lists the same)
+AP_FILE_SHA256 = {"ap.txt": "5a44ed0ae1ad3e56985122404afa9377a1bd83676c3bbe82dc3a40f7799a5f23",
+                  "vocab.txt": "fbf0d0f836cb2b0360bd3cae0f71c2f34b140b1dd8dd0d0bdb618a64704337f6"}
 
 # The paper's split of the 2,246 AP documents.
 PAPER_N_DOCS, PAPER_N_TRAIN, PAPER_N_VAL = 2246, 1800, 200

@@ -11,9 +11,9 @@ from mpmkit import hookimpl
 def _ap():
     from mpmkit import DatasetSource
 
-    from .ap import AP_SHA256, AP_URL, fetch_ap, find_ap, read_ap
+    from .ap import AP_FILE_SHA256, AP_SHA256, AP_URL, fetch_ap, find_ap, read_ap
 
-    return DatasetSource(load=read_ap, locate=find_ap, fetch=fetch_ap, url=AP_URL, sha256=AP_SHA256,
+    return DatasetSource(load=read_ap, locate=find_ap, fetch=fetch_ap, url=AP_URL, sha256=AP_SHA256, files=AP_FILE_SHA256,
                          description="AP news corpus (lda-c's ap.tgz), 2,246 articles")
 
 

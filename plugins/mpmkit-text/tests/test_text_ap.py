@@ -205,6 +205,7 @@ def test_cli_data_list_and_fetch(tmp_path, monkeypatch):
     assert run(main, ["data", "fetch", "ap"]).exit_code == 0  # default destination: $MPMKIT_DATA_DIR/ap
     r = run(main, ["data", "list"])
     assert f"ap: found at {tmp_path / 'home' / 'ap' / 'ap.txt'}" in r.output and "mpmkit data fetch ap" in r.output
+    assert "[sha256 differs from the original: ap.txt, vocab.txt]" in r.output  # the synthetic copy is not lda-c's
     assert "spiral: in code" in r.output
 
     r = run(main, ["data", "fetch", "spiral"])
@@ -223,3 +224,11 @@ def test_registered_ap_dataset_reads_the_corpus(tmp_path):
     loader = registry("dataset").get("ap")
     assert isinstance(loader, DatasetSource) and loader.sha256 == ap.AP_SHA256
     assert [doc.docno for doc in loader(d)] == [doc.docno for doc in ap.read_ap(d)]
+
+
+@pytest.mark.skipif(not REAL_AP.is_file(), reason="AP corpus not present at ../shared/data/ap")
+def test_shared_copy_matches_the_published_checksums():
+    from mpmkit.datasets import check_files
+    from mpmkit.plugins import registry
+
+    assert check_files(registry("dataset").get("ap"), REAL_AP) == {"ap.txt": True, "vocab.txt": True}
