@@ -136,6 +136,11 @@ def resolve(ckpt_dir: Path, pointer: str = "latest") -> Path:
         raise CheckpointError(f"{str(ptr)!r} is corrupted ({exc}); {_earlier(ptr)}") from exc
     target = Path(ckpt_dir) / name
     if not target.is_dir():
+        aside = sorted(Path(ckpt_dir).glob(f".{name}.old-*"))
+        if aside and (aside[-1] / STATE).is_file():  # an overwrite was killed between its two renames
+            os.replace(aside[-1], target)
+            fsync_dir(Path(ckpt_dir))
+    if not target.is_dir():
         raise CheckpointError(f"{str(ptr)!r} points at {name!r}, which does not exist; {_earlier(target)}")
     return target
 

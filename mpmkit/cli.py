@@ -1,6 +1,7 @@
 """The ``mpmkit`` command line: plugins, fit, evaluate, data."""
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 from pathlib import Path
@@ -162,7 +163,7 @@ def data_fetch(name: str, dest: str | None, force: bool) -> None:
         path = loader.fetch(dest=dest, force=force)
     except ValueError as exc:  # checksum mismatch or a malformed archive
         raise click.ClickException(f"{exc}; nothing was written") from exc
-    except OSError as exc:  # no network, refused, disk full
+    except (OSError, http.client.HTTPException) as exc:  # no network, refused, cut off, disk full
         where_from = f" from {loader.url}" if loader.url else ""
         raise click.ClickException(f"could not download {name!r}{where_from}: {exc}. Download it by hand and "
                                    "point the dataset at it (e.g. MPMKIT_DATA_DIR), or retry") from exc

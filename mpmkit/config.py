@@ -46,7 +46,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject values that would crash or silently misbehave later (e.g. keep no checkpoint)."""
-        at_least = {"epochs": 1, "batch_size": 1, "log_every": 1, "keep_checkpoints": 1, "inner_steps": 0,
+        at_least = {"epochs": 1, "batch_size": 1, "log_every": 1, "keep_checkpoints": 1, "inner_steps": 1,
                     "max_steps": 0, "checkpoint_every": 0}
         for key, low in at_least.items():
             if getattr(self, key) < low:

@@ -40,7 +40,8 @@ def sync_batchnorm(model: torch.nn.Module, device: torch.device, ctx: DistContex
     """BatchNorm layers share their batch statistics across ranks (SyncBatchNorm) on CUDA.
 
     Without it each rank normalises by its own share of the batch, so N processes do not train
-    as one process with the global batch. PyTorch's SyncBatchNorm runs on GPUs only; on CPU
+    as one process with the global batch. (One exception remains: in a short last batch a rank
+    without datasets runs a weight-zero stand-in, whose statistics SyncBatchNorm still gathers.) PyTorch's SyncBatchNorm runs on GPUs only; on CPU
     (Gloo) the layers stay per-process and a warning says so. Parameters and buffers are reused,
     so an optimiser built on ``model`` keeps working.
     """

@@ -35,6 +35,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         if per_node > gpus:  # NCCL refuses two processes on one GPU ("Duplicate GPU detected")
             raise RuntimeError(f"torchrun started {per_node} processes on this node but it has {gpus} GPU(s); "
                                f"use --nproc_per_node {gpus} (or device=cpu for Gloo processes)")
+        if local >= gpus:
+            raise RuntimeError(f"LOCAL_RANK={local} but this machine has {gpus} GPU(s); launch one process per GPU "
+                               "or pass device=cuda:N")
         return torch.device("cuda", local)
     if per_node > 1:
         raise RuntimeError(f"device {name!r} names one GPU for every torchrun process on this node; use "

@@ -96,3 +96,12 @@ def test_overwriting_a_checkpoint_replaces_it_and_leaves_no_debris(tmp_path):
     tensors, state = ckpt.load(tmp_path)
     assert state["step"] == 7 and torch.equal(tensors["model.w"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "step-00000001"]
+
+
+def test_overwrite_killed_between_its_renames_is_recovered(tmp_path):
+    """The old copy moved aside (.NAME.old-PID) is renamed back when the pointer's target is missing."""
+    write(tmp_path)
+    (tmp_path / "step-00000001").rename(tmp_path / ".step-00000001.old-999")
+    tensors, state = ckpt.load(tmp_path)
+    assert state["step"] == 1 and (tmp_path / "step-00000001").is_dir()
+    assert not list(tmp_path.glob(".*old*"))

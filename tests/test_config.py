@@ -40,7 +40,7 @@ def test_wrong_types_name_the_key(key, value, expect):
 
 @pytest.mark.parametrize("key,value,expect", [("keep_checkpoints", 0, ">= 1"), ("log_every", 0, ">= 1"),
                                               ("batch_size", 0, ">= 1"), ("epochs", -3, ">= 1"),
-                                              ("max_steps", -1, ">= 0"), ("lr", 0, "> 0"), ("lr", -1e-3, "> 0"),
+                                              ("max_steps", -1, ">= 0"), ("inner_steps", 0, ">= 1"), ("lr", 0, "> 0"), ("lr", -1e-3, "> 0"),
                                               ("grad_clip", -1, ">= 0"), ("lr_milestones", [-2], "epochs >= 0")])
 def test_out_of_range_training_options_are_refused(key, value, expect):
     """Values that would crash later (log_every=0) or lose data (keep_checkpoints=0) fail up front."""

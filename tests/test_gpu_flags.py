@@ -111,6 +111,11 @@ def test_cuda_device_names_map_to_the_local_rank_under_torchrun(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process per node (multi-node): cuda:0 is fine
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
     assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "5")  # a launcher that sets LOCAL_RANK beyond the GPUs
+    with pytest.raises(RuntimeError, match="LOCAL_RANK=5 but this machine has 4 GPU"):
+        resolve_device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # more processes than GPUs on the node
     with pytest.raises(RuntimeError, match="8 processes on this node but it has 4 GPU"):
         resolve_device("auto")

@@ -189,25 +189,31 @@ def fetch_ap(dest=None, url: str | None = None, sha256: str | None = None, force
     target = dest / "ap.txt"
     if target.is_file() and not force:
         return target
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
-        tgz = Path(tmp) / "ap.tgz"
-        _download(url, tgz)
-        got = sha256_file(tgz)
-        if got != sha256:
-            raise ValueError(f"checksum mismatch for {url}: sha256 {got}, expected {sha256}")
-        with tarfile.open(tgz, "r:gz") as tar:
-            for member, name in AP_MEMBERS.items():
-                try:
-                    src = tar.extractfile(member)
-                except KeyError:
-                    src = None
-                if src is None:
-                    raise ValueError(f"{url} has no regular file {member}")
-                with src, open(Path(tmp) / name, "wb") as f:
-                    shutil.copyfileobj(src, f)
-        for name in AP_MEMBERS.values():  # all extracted: move into place, ap.txt last
-            os.replace(Path(tmp) / name, dest / name)
+    try:
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+            tgz = Path(tmp) / "ap.tgz"
+            _download(url, tgz)
+            got = sha256_file(tgz)
+            if got != sha256:
+                raise ValueError(f"checksum mismatch for {url}: sha256 {got}, expected {sha256}")
+            with tarfile.open(tgz, "r:gz") as tar:
+                for member, name in AP_MEMBERS.items():
+                    try:
+                        src = tar.extractfile(member)
+                    except KeyError:
+                        src = None
+                    if src is None:
+                        raise ValueError(f"{url} has no regular file {member}")
+                    with src, open(Path(tmp) / name, "wb") as f:
+                        shutil.copyfileobj(src, f)
+            for name in AP_MEMBERS.values():  # all extracted: move into place, ap.txt last
+                os.replace(Path(tmp) / name, dest / name)
+    except BaseException:
+        if created and not any(dest.iterdir()):  # a failed first fetch leaves no empty folder behind
+            dest.rmdir()
+        raise
     return target
 
 

@@ -226,7 +226,12 @@ class APTopicsFamily(Family):
         return Splits(train=c.train, val=c.val, test=c.test, collate=collate)
 
     def build_model(self, cfg: Config) -> MPM:
-        o, c = cfg.family, load_corpus(cfg)
+        o = cfg.family
+        if o.local == "psa" and cfg.solver in ("slot-attention", "learned-posterior"):
+            raise ConfigError(f"local=psa runs PSA's EM inner loop over packed (μ, σ², π); the {cfg.solver} solver "
+                              "learns its own update of the means only. Use solver=coordinate-ascent (= psa-em "
+                              "under local=psa), psa-em, gradient or pyro-nuts")
+        c = load_corpus(cfg)
         model = build_topic_mpm(solver_from_config(cfg, local=o.local), vocab_size=len(c.vocab),
                                 encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
                                 slot_dim=o.slot_dim, hidden=o.hidden, position_buckets=o.position_buckets,

@@ -159,7 +159,7 @@ def test_fetch_rejects_archive_without_members(tmp_path, monkeypatch):
     monkeypatch.setattr(ap, "_download", lambda url, dest: Path(dest).write_bytes(tgz.read_bytes()))
     with pytest.raises(ValueError, match="ap/ap.txt"):
         ap.fetch_ap(tmp_path / "d", sha256=digest)
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()  # nothing left behind, not even the folder the fetch created
 
 
 def test_default_checksum_is_the_readme_one():
@@ -207,6 +207,15 @@ def test_cli_data_list_and_fetch(tmp_path, monkeypatch):
     assert f"ap: found at {tmp_path / 'home' / 'ap' / 'ap.txt'}" in r.output and "mpmkit data fetch ap" in r.output
     assert "[sha256 differs from the original: ap.txt, vocab.txt]" in r.output  # the synthetic copy is not lda-c's
     assert "spiral: in code" in r.output
+
+    import http.client
+
+    def cut_off(url, dest):
+        raise http.client.IncompleteRead(b"x", 10)
+
+    monkeypatch.setattr(ap, "_download", cut_off)
+    r = run(main, ["data", "fetch", "ap", "--dest", str(tmp_path / "cut")])
+    assert r.exit_code == 1 and "could not download 'ap'" in r.output and not (tmp_path / "cut").exists()
 
     r = run(main, ["data", "fetch", "spiral"])
     assert r.exit_code == 1 and "cannot be fetched" in r.output and "datasets that can: ap" in r.output

@@ -229,3 +229,12 @@ def test_psa_local_model_fits_and_evaluates(setup):
     assert m["mpm_n_topics"] >= 1 and (run / "topics.txt").exists()
     held_out = evaluate_run(run, overrides={"topic_words": "likelihood", "topic_docs": "train", "lda": False})
     assert held_out["mpm_n_topics"] >= 1
+
+
+def test_psa_refuses_solvers_that_learn_their_own_update(setup):
+    from mpmkit.errors import ConfigError
+
+    _, values = setup
+    for solver in ("slot-attention", "learned-posterior"):
+        with pytest.raises(ConfigError, match=f"the {solver} solver learns its own update"):
+            make_family("ap-topics").build_model(config_for("ap-topics", {**values, "local": "psa", "solver": solver}))
