@@ -13,21 +13,21 @@ def make_solver(name: str, backward: str = "full", **options: Any) -> Solver:
     """A registered solver by name (unknown names list the registered ones; unknown options list the
     solver's own)."""
     factory = registry("solver").get(name)
+    accepted, complete = _options_of(factory)
 
     def refuse(bad: list[str]) -> ConfigError:
         return ConfigError(f"solver {name!r} does not take option(s) {', '.join(map(repr, bad))}; "
-                           f"its options: {', '.join(_options_of(factory)) or 'none'}")
+                           f"its options: {', '.join(accepted) or 'none'}")
 
     try:
         inspect.signature(factory).bind(backward=backward, **options)
     except TypeError:
-        raise refuse(sorted(set(options) - set(_options_of(factory))) or sorted(options)) from None
+        raise refuse(sorted(set(options) - set(accepted)) or sorted(options)) from None
     except ValueError:  # no signature (a C callable): let the call itself complain
         pass
-    if _options_known(factory):  # **kw passed along to FixedPointSolver: its names are the last word
-        bad = sorted(set(options) - set(_options_of(factory)))
-        if bad:
-            raise refuse(bad)
+    bad = sorted(set(options) - set(accepted))
+    if complete and bad:  # **kw passed along to FixedPointSolver: its names are the last word
+        raise refuse(bad)
     return factory(backward=backward, **options)
 
 
@@ -41,35 +41,23 @@ def solver_from_config(cfg, local: str = "mpm", **defaults) -> Solver:
     return make_solver(name, cfg.backward, **{**defaults, **dict(cfg.solver_options)})
 
 
-def _options_of(factory) -> list[str]:
-    """Keyword options a solver factory accepts, following ``**kw`` into FixedPointSolver."""
-    names = []
-    classes = factory.__mro__ if isinstance(factory, type) else (factory,)
-    for cls in classes:
-        init = cls.__init__ if isinstance(factory, type) else cls
+def _options_of(factory) -> tuple[list[str], bool]:
+    """Keyword options a solver factory accepts, following ``**kw`` into FixedPointSolver, and whether
+    that list is complete (the ``**kw`` chain of a class ends in an ``__init__`` without one)."""
+    names: list[str] = []
+    is_class = isinstance(factory, type)
+    readable = True  # every signature on the way could be read
+    for cls in factory.__mro__ if is_class else (factory,):
         try:
-            params = inspect.signature(init).parameters.values()
+            params = inspect.signature(cls.__init__ if is_class else cls).parameters.values()
         except (TypeError, ValueError):
+            readable = False
             continue
         names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                   and p.name not in ("self", "backward") and p.name not in names]
         if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
-
-
-def _options_known(factory) -> bool:
-    """Whether :func:`_options_of` lists every option: the ``**kw`` chain ends in a class without one."""
-    if not isinstance(factory, type):
-        return False
-    for cls in factory.__mro__:
-        try:
-            params = inspect.signature(cls.__init__).parameters.values()
-        except (TypeError, ValueError):
-            return False
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return True
-    return False
+            return names, is_class and readable
+    return names, False
 
 
 def compatible_solvers(problem: InnerProblem) -> list[str]:
