@@ -83,6 +83,12 @@ class Inference:
 REFINE_LR = 0.03
 
 
+def _autocast_off(device: str) -> tuple[bool, contextlib.AbstractContextManager]:
+    """(whether autocast is on for ``device``, a context that turns it off there) for fp32 islands under amp."""
+    mixed = torch.is_autocast_enabled(device)
+    return mixed, (torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext())
+
+
 class MPM(nn.Module):
     """A meta-probabilistic model (Fig. 2) trained by Algorithm 1.
 
@@ -133,11 +139,10 @@ class MPM(nn.Module):
                 raise ValueError(f"lam0 must have the shape of the batch's λ⁰ {tuple(problem.lam0.shape)} "
                                  f"([B, K, D]), got {tuple(lam0.shape)}")
             problem = dataclasses.replace(problem, lam0=lam0.to(problem.lam0))
-        device = problem.g.device.type
-        mixed = torch.is_autocast_enabled(device)
+        mixed, fp32 = _autocast_off(problem.g.device.type)
         if mixed:  # mixed precision stops at the inner loop: whichever solver runs, it runs in fp32
             problem = dataclasses.replace(problem, g=problem.g.float(), lam0=problem.lam0.float())
-        with torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext():
+        with fp32:
             result: InnerResult = (solver or self.solver).solve(problem, steps or self.inner_steps)
         return Inference(g=problem.g, lam=result.lam, q=result.q, trace=result.trace)
 
@@ -157,10 +162,9 @@ class MPM(nn.Module):
             log_lik = (ll * m).sum(1)
         else:
             raise ValueError(f"likelihood form must be 'mixture' or 'additive', got {self.likelihood.form!r}")
-        device = lam.device.type
-        mixed = torch.is_autocast_enabled(device)
+        mixed, fp32 = _autocast_off(lam.device.type)
         # log p_η(λ) and log p(z | λ) in fp32 under amp: the GMM's ‖λ − ν‖² cancels badly in bf16
-        with torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext():
+        with fp32:
             lam_p, q_p = (lam.float(), q.float()) if mixed else (lam, q)
             log_pz = (q_p * self.log_pz(lam_p).unsqueeze(1)).sum((1, 2))
             log_prior = self.prior.log_prob(lam_p)
