@@ -20,6 +20,10 @@ class Prior(nn.Module, ABC):
 
     #: True when :meth:`minorizer` is implemented (closed-form coordinate ascent works).
     conjugate: bool = False
+    #: False when exp(log_prob) cannot be normalised over λ. MAP solvers do not mind; the
+    #: posterior of a slot with no data is then improper, which sampling and Normal-guide
+    #: SVI cannot represent (they refuse such a prior, see ``PyroSolverBase.check``).
+    proper: bool = True
 
     @abstractmethod
     def log_prob(self, lam: Tensor) -> Tensor:
@@ -34,6 +38,7 @@ class FlatPrior(Prior):
     """Improper flat prior (r = 0 in Proposition 1): the M-step is a plain weighted mean."""
 
     conjugate = True
+    proper = False
 
     def log_prob(self, lam: Tensor) -> Tensor:
         return lam.new_zeros(lam.shape[0])

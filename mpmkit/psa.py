@@ -90,21 +90,73 @@ class PSAPotential(Potential):
 
 
 class PSAPrior(Prior):
-    """p_η(λ) = Π_k p_base(μ_k) · Dirichlet(π; 1 + ε): a base prior on the means (the MAP variant
-    uses the global GMM), flat on the variances, and a weak Dirichlet that keeps log π finite."""
+    """p_η(λ) = Π_k p_base(μ_k) · Dir(π; 1 + ε) · Π_kd p(σ²_kd) on the local GMMs.
 
-    def __init__(self, base: Prior | None = None, dirichlet: float = 1e-3):
+    * means: the base prior (the global GMM in MPM);
+    * mixing weights: a weak Dirichlet that keeps log π finite;
+    * variances: flat by default (PSA's maximum likelihood, with PSA-EM's floor), or with
+      ``var_shape`` α > 0 and ``var_rate`` β > 0 an inverse-gamma IG(α, β) written in the
+      coordinate λ stores, ℓ = log σ²: log p(ℓ) = −α ℓ − β e^{−ℓ} + const. PSA-EM's variance step
+      then becomes the MAP σ² = (S + 2β) / (N_k + 2α), and an empty slot's variance has a proper
+      posterior (mode β/α).
+
+    The logits that λ stores for π are defined up to a shift (π = softmax); the factor
+    exp(−½ (logsumexp_k λ_π)²) pins that shift so the density over λ can be normalised. It is
+    1 on every λ PSA-EM writes (log π normalised), so MAP and EM results do not depend on it.
+    The prior is :attr:`proper` when the base prior is and both variance hyperparameters are > 0.
+    """
+
+    def __init__(self, base: Prior | None = None, dirichlet: float = 1e-3, var_shape: float = 0.0,
+                 var_rate: float = 0.0):
         super().__init__()
+        if var_shape < 0 or var_rate < 0 or (var_shape > 0) != (var_rate > 0):
+            raise ValueError("the variance prior needs var_shape and var_rate both 0 (flat) or both > 0 "
+                             f"(inverse gamma), got var_shape={var_shape}, var_rate={var_rate}")
         self.base = base if base is not None else FlatPrior()
-        self.dirichlet = float(dirichlet)
+        self.dirichlet, self.var_shape, self.var_rate = float(dirichlet), float(var_shape), float(var_rate)
         self.conjugate = self.base.conjugate
+
+    @property
+    def proper(self) -> bool:  # type: ignore[override]
+        return self.improper_reason is None
+
+    @property
+    def improper_reason(self) -> str | None:
+        """Why exp(log_prob) cannot be normalised, or None when it can."""
+        why = []
+        if not getattr(self.base, "proper", True):
+            why.append(f"its base prior on the means ({type(self.base).__name__}) is improper")
+        if self.var_shape == 0:
+            why.append("the variances have a flat prior (var_shape = var_rate = 0, PSA's maximum likelihood)")
+        if self.dirichlet <= 0:
+            why.append("the Dirichlet on the mixing weights has ε = 0")
+        return "; ".join(why) or None
 
     def log_prob(self, lam: Tensor) -> Tensor:
         s = unpack(lam)
-        return self.base.log_prob(s.mu) + self.dirichlet * s.log_pi.sum(-1)
+        gauge = torch.logsumexp(lam[..., -1], -1)  # 0 when λ stores normalised log π
+        out = self.base.log_prob(s.mu) + self.dirichlet * s.log_pi.sum(-1) - 0.5 * gauge**2
+        if self.var_shape > 0:
+            out = out - (self.var_shape * s.log_var + self.var_rate * torch.exp(-s.log_var)).sum((-1, -2))
+        return out
 
     def minorizer(self, lam: Tensor) -> tuple[Tensor, Tensor]:
         return self.base.minorizer(unpack(lam).mu)
+
+
+def var_prior(values) -> tuple[float, float]:
+    """A family's ``psa_var_prior`` option ``[α, β]`` checked: ``[0, 0]`` (flat, PSA's maximum
+    likelihood) or both > 0 (IG(α, β) on each σ², see :class:`PSAPrior`)."""
+    from .errors import ConfigError
+
+    vals = list(values)
+    if len(vals) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in vals):
+        raise ConfigError(f"psa_var_prior must be two numbers [var_shape, var_rate], got {values!r}")
+    a, b = float(vals[0]), float(vals[1])
+    if a < 0 or b < 0 or (a > 0) != (b > 0):
+        raise ConfigError(f"psa_var_prior must be [0, 0] (flat) or two numbers > 0 (an inverse-gamma prior "
+                          f"on each variance, e.g. [1.0, 0.01]), got {vals}")
+    return a, b
 
 
 #: log π of an annihilated slot (finite, so gradients stay finite; exp(-60) ≈ 1e-26)
@@ -119,7 +171,9 @@ class PSAEM(FixedPointSolver):
 
         π_k  = (N_k + ε) / (N + K ε)                                  (Dirichlet MAP)
         μ_kd = (a m_d + Σ_j q_jk g_jd / σ²_kd) / (a + N_k / σ²_kd)      (MAP / MM step)
-        σ²_kd = max(Σ_j q_jk (g_jd − μ_kd)² / N_k, floor)
+        σ²_kd = max((Σ_j q_jk (g_jd − μ_kd)² + 2β) / (N_k + 2α), floor)
+
+    with α, β the variance prior of :class:`PSAPrior` (0, 0 by default: PSA's maximum likelihood).
 
     ``learn_mixing=False`` / ``learn_variance=False`` hold π / σ² at λ⁰'s values.
 
@@ -203,10 +257,16 @@ class PSAEM(FixedPointSolver):
 
         log_var = s.log_var
         if self.learn_variance:
+            # MAP under the prior's IG(α, β) on σ² (α = β = 0: maximum likelihood); with α > 0 an
+            # empty slot has a maximiser too (σ² = β/α), without one it keeps its old variance
+            alpha = float(getattr(problem.prior, "var_shape", 0.0))
+            beta = float(getattr(problem.prior, "var_rate", 0.0))
             s2 = q.transpose(1, 2) @ (g**2)
-            safe_nk = torch.where(has_data, nk.unsqueeze(-1), torch.ones_like(nk.unsqueeze(-1)))
-            var = (s2 - 2 * mu * s1 + nk.unsqueeze(-1) * mu**2) / safe_nk
-            log_var = torch.where(has_data, var.clamp_min(self.var_floor).log(), s.log_var)
+            den = nk.unsqueeze(-1) + 2 * alpha
+            ok = has_data | (alpha > 0)
+            safe = torch.where(ok, den, torch.ones_like(den))
+            var = ((s2 - 2 * mu * s1 + nk.unsqueeze(-1) * mu**2).clamp_min(0) + 2 * beta) / safe
+            log_var = torch.where(ok, var.clamp_min(self.var_floor).log(), s.log_var)
         return pack(mu, log_var, log_pi)
 
 

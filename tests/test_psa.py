@@ -1,6 +1,7 @@
 """Probabilistic Slot Attention components: EM monotonicity, reduction to Proposition 1, ARD, SMCC."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import hypothesis.strategies as st
@@ -18,14 +19,15 @@ from mpmkit.psa import (DEAD, PSAEM, AggregatePosterior, PSAPotential, PSAPrior,
                         unpack)
 
 
-def problem(seed, B, N, K, D, scale, base="gmm", dtype=torch.float64, lam_spread=1.0, prior_scale=1.0):
+def problem(seed, B, N, K, D, scale, base="gmm", dtype=torch.float64, lam_spread=1.0, prior_scale=1.0,
+            var_prior=(0.0, 0.0)):
     gen = torch.Generator().manual_seed(seed)
     g = torch.randn(B, N, D, generator=gen, dtype=dtype) * scale
     mask = torch.rand(B, N, generator=gen) > 0.3
     mask[:, 0] = True
     base_prior = {"flat": FlatPrior, "gaussian": lambda: GaussianPrior(D, scale=2.0),
                   "gmm": lambda: GMMPrior(3, D, scale=prior_scale, init_scale=scale)}[base]()
-    prior = PSAPrior(base_prior).to(dtype)
+    prior = PSAPrior(base_prior, var_shape=var_prior[0], var_rate=var_prior[1]).to(dtype)
     mu = torch.randn(B, K, D, generator=gen, dtype=dtype) * scale
     log_var = torch.randn(B, K, D, generator=gen, dtype=dtype) * lam_spread
     log_pi = torch.log_softmax(torch.randn(B, K, generator=gen, dtype=dtype), -1)
@@ -58,9 +60,9 @@ def test_pack_unpack_roundtrip_and_bad_width():
 @given(seed=st.integers(0, 10_000), B=st.integers(1, 3), N=st.integers(1, 30), K=st.integers(1, 5),
        D=st.integers(1, 4), scale=st.sampled_from([0.3, 1.0, 10.0]), base=st.sampled_from(["flat", "gaussian", "gmm"]),
        learn=st.sampled_from([(True, True), (True, False), (False, True), (False, False)]),
-       prior_scale=st.sampled_from([0.2, 1.0, 3.0]))
-def test_em_never_lowers_the_surrogate_elbo(seed, B, N, K, D, scale, base, learn, prior_scale):
-    p = problem(seed, B, N, K, D, scale, base, prior_scale=prior_scale)
+       prior_scale=st.sampled_from([0.2, 1.0, 3.0]), var_prior=st.sampled_from([(0.0, 0.0), (1.0, 0.01), (3.0, 2.0)]))
+def test_em_never_lowers_the_surrogate_elbo(seed, B, N, K, D, scale, base, learn, prior_scale, var_prior):
+    p = problem(seed, B, N, K, D, scale, base, prior_scale=prior_scale, var_prior=var_prior)
     em = PSAEM(learn_mixing=learn[0], learn_variance=learn[1])
     lam = p.lam0
     before = elbo(p, lam, em.posterior(p, lam))
@@ -314,3 +316,82 @@ def test_smcc_min_mass_leaves_out_empty_slots():
     assert smcc(a, b, q, q) < 0.95
     with pytest.raises(ValueError, match="needs q_a"):
         smcc(a, b, min_mass=0.05)
+
+
+# -- the prior on the variances, and the Pyro solvers on PSA's λ ------------------------------------
+
+def test_the_variance_prior_is_an_inverse_gamma_in_log_coordinates():
+    """exp(−α ℓ − β e^{−ℓ}) over ℓ = log σ² integrates to Γ(α) β^{−α}: IG(α, β) on σ², moved to ℓ."""
+    for a, b in [(1.0, 0.01), (2.5, 0.7), (0.5, 3.0)]:
+        prior = PSAPrior(FlatPrior(), var_shape=a, var_rate=b)
+        ell = torch.linspace(-40, 60, 400_001, dtype=torch.float64)
+        lam = pack(torch.zeros(ell.numel(), 1, 1, dtype=torch.float64), ell.reshape(-1, 1, 1),
+                   torch.zeros(ell.numel(), 1, dtype=torch.float64))
+        dens = prior.log_prob(lam).exp()
+        mass = torch.trapezoid(dens, ell)
+        assert math.isclose(float(mass), math.gamma(a) * b**-a, rel_tol=1e-6)
+    assert PSAPrior(GMMPrior(2, 1), var_shape=1.0, var_rate=0.01).proper
+    assert not PSAPrior(GMMPrior(2, 1)).proper and not PSAPrior(FlatPrior(), var_shape=1.0, var_rate=0.01).proper
+    with pytest.raises(ValueError, match="both 0 .* or both > 0"):
+        PSAPrior(FlatPrior(), var_shape=1.0)
+
+
+def test_the_gauge_term_pins_the_logit_shift_and_vanishes_on_normalised_weights():
+    p = problem(0, 2, 10, 3, 2, 1.0)
+    lam = p.lam0  # log π normalised
+    s = unpack(lam)
+    plain = p.prior.base.log_prob(s.mu) + p.prior.dirichlet * s.log_pi.sum(-1)
+    torch.testing.assert_close(p.prior.log_prob(lam), plain, rtol=0, atol=1e-12)
+    shifted = lam.clone()
+    shifted[..., -1] += 2.0  # the same π
+    torch.testing.assert_close(p.prior.log_prob(shifted), plain - 0.5 * 2.0**2, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), K=st.integers(1, 4), D=st.integers(1, 3), base=st.sampled_from(["flat", "gmm"]),
+       var_prior=st.sampled_from([(0.0, 0.0), (1.0, 0.01), (3.0, 2.0)]))
+def test_the_em_fixed_point_is_a_stationary_point_of_the_density_the_pyro_solvers_use(seed, K, D, base, var_prior):
+    """PSA-EM and the Pyro solvers target the same log p̂(λ, D) = log p_η(λ) + Σ_j log Σ_k π_k N(g_j; μ_k, σ²_k):
+    at EM's fixed point its gradient in every coordinate of λ (μ, log σ², logits of π) vanishes.
+    This checks the MAP variance step (S + 2β)/(N_k + 2α) and the Dirichlet step against the density."""
+    from mpmkit.solvers.pyro_svi import PyroSVI
+
+    p = problem(seed, 1, 40, K, D, 1.0, base, var_prior=var_prior)
+    p.mask[:] = True
+    out = PSAEM(var_floor=1e-12).solve(p, 3000)
+    if float(unpack(out.lam).var.min()) < 1e-6:  # a slot collapsed onto one point: no interior optimum
+        return
+    lam = out.lam.detach().clone().requires_grad_()
+    PyroSVI(guide="delta").log_density(p, lam).sum().backward()
+    assert float(lam.grad.abs().max()) < 1e-6, lam.grad
+
+
+def test_pyro_solvers_refuse_flat_variances_and_fit_psa_with_a_proper_prior():
+    from mpmkit.solvers.pyro_nuts import PyroNUTS
+    from mpmkit.solvers.pyro_svi import PyroSVI
+
+    flat = problem(1, 2, 30, 3, 2, 1.0, "gmm")
+    for solver in (PyroSVI(num_steps=5), PyroNUTS(num_samples=4, warmup_steps=2, map_steps=2)):
+        with pytest.raises(IncompatibleSolverError, match="flat prior .* psa_var_prior"):
+            solver.solve(flat, 1)
+    PyroSVI(guide="delta", num_steps=5).solve(flat, 1)  # MAP needs no proper prior
+
+    # three separated clusters, σ = (0.5, 1.5), 30 points each: before, the Normal guide's scale grew
+    # without bound along log σ² (flat there) and the fit ended in NaN
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+    g = (centres[torch.arange(90) % 3] + torch.randn(90, 2, generator=gen) * torch.tensor([0.5, 1.5])).unsqueeze(0)
+    pot = PSAPotential()
+    lam0 = pack(centres.unsqueeze(0) + torch.randn(1, 3, 2, generator=gen), torch.zeros(1, 3, 2),
+                torch.full((1, 3), -math.log(3)))
+    p = InnerProblem(g=g, mask=torch.ones(1, 90, dtype=torch.bool), potential=pot, lam0=lam0, log_pz=pot.log_mixing,
+                     prior=PSAPrior(GaussianPrior(2, scale=10.0), var_shape=1.0, var_rate=0.01))
+    em, svi = unpack(PSAEM().solve(p, 200).lam), PyroSVI(num_steps=1000).solve(p, 1)
+    assert torch.isfinite(svi.lam).all() and torch.isfinite(svi.trace["scale"]).all()
+    s = unpack(svi.lam)
+    # a posterior this peaked has its mean at the MAP that EM finds...
+    assert float((s.mu - em.mu).norm(dim=-1).max()) < 0.15
+    assert float((s.log_var - em.log_var).abs().max()) < 0.2 and float((s.pi - em.pi).abs().max()) < 0.05
+    # ...and the guide's spread of a mean is the textbook σ_d / √N_k
+    ratio = svi.trace["scale"][..., :2] / (em.var.sqrt() / 30**0.5)
+    assert float(ratio.min()) > 0.6 and float(ratio.max()) < 1.6, ratio

@@ -33,6 +33,7 @@ class PyroNUTS(PyroSolverBase):
     """
 
     name = "pyro-nuts"
+    what = "NUTS sampling"
 
     def __init__(self, backward: str = "full", num_samples: int = 200, warmup_steps: int = 200, num_chains: int = 2,
                  init: str = "map", map_steps: int = 200, init_jitter: float = 0.05, target_accept_prob: float = 0.8,

@@ -75,6 +75,12 @@ class PyroSolverBase(Solver):
     """Common parts of the Pyro solvers: option checks, the marginal log density and q."""
 
     differentiable = False
+    what = "this solver"  #: what needs a proper prior, for the error message
+
+    @property
+    def needs_proper_prior(self) -> bool:
+        """True when the solver represents the posterior's spread (sampling, a Normal guide)."""
+        return True
 
     def __init__(self, backward: str = "full", evidence: str = "potential", seed: int | None = 0):
         if backward not in BACKWARD_MODES:
@@ -90,6 +96,13 @@ class PyroSolverBase(Solver):
             raise IncompatibleSolverError(
                 self.name, "evidence='likelihood' needs the model's likelihood (InnerProblem.model); "
                            "use evidence='potential' for bare inner problems")
+        if self.needs_proper_prior and not getattr(problem.prior, "proper", True):
+            why = getattr(problem.prior, "improper_reason", None) or f"{type(problem.prior).__name__} is improper"
+            raise IncompatibleSolverError(
+                self.name, f"{self.what} needs a proper prior p_η(λ), and this one is not: {why}. A slot with "
+                           "no data would have a posterior that cannot be normalised, and the fit diverges. "
+                           "Give λ a proper prior (for PSA: var_shape and var_rate > 0, the family option "
+                           "psa_var_prior=[1.0, 0.01]), or use pyro-svi with guide=delta (MAP)")
         lam = problem.lam0
         if lam is not None and not lam.is_floating_point():
             raise IncompatibleSolverError(self.name, "Λ must be a floating-point tensor")
@@ -181,6 +194,11 @@ class PyroSVI(PyroSolverBase):
             raise ValueError("need lr > 0, 0 < lr_decay <= 1 and init_scale > 0")
         self.num_steps, self.lr, self.lr_decay = num_steps, lr, lr_decay
         self.guide, self.init_scale, self.num_particles = guide, init_scale, num_particles
+        self.what = f"SVI with guide={guide!r}"
+
+    @property
+    def needs_proper_prior(self) -> bool:
+        return self.guide == "normal"  # a Delta guide is MAP: an improper prior is fine
 
     def solve(self, problem: InnerProblem, steps: int) -> InnerResult:
         import pyro

@@ -23,7 +23,7 @@ from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
 from mpmkit.model import REFINE_LR
-from mpmkit.psa import AggregatePosterior, active_slots, unpack, with_prune_mass
+from mpmkit.psa import AggregatePosterior, active_slots, unpack, var_prior, with_prune_mass
 
 from .data import SceneList, collate, pixel_colours, scenes_from_arrays
 from .metrics import ari_scores
@@ -39,6 +39,8 @@ class TetrominoesOptions:
     decoder: Literal["additive", "mixture"] = "additive"  #: generative model of Sec. 3.1
     arch: Literal["fast", "paper"] = "fast"  #: networks: the improved default or the paper's CNNs
     local: Literal["mpm", "psa"] = "mpm"  #: per-image GMM: the paper's (uniform π, σ = 1) or PSA's (π, diagonal σ²)
+    #: PSA: [α, β] of an inverse-gamma prior on each σ²; [0, 0] flat (needed > 0 by pyro-nuts / pyro-svi's Normal guide)
+    psa_var_prior: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])
     # -- data ------------------------------------------------------------------------------------
     num_images: int = 10000  #: images in all; split 80/10/10 by the run's seed
     data_seed: int = 0  #: seed of the generator (the split uses the run's seed, as in the paper)
@@ -85,6 +87,7 @@ class TetrominoesOptions:
         return self.num_objects[0] if len(self.num_objects) == 1 else tuple(self.num_objects)
 
     def validate(self) -> None:
+        var_prior(self.psa_var_prior)
         if self.num_images < 10:
             raise ConfigError(f"num_images must be >= 10 for an 80/10/10 split, got {self.num_images}")
         if self.num_slots < 2 or self.num_global < 1:
@@ -276,7 +279,7 @@ class TetrominoesFamily(Family):
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
                          hidden=o.hidden, dilations=tuple(o.dilations) or None, rel_freqs=o.rel_freqs, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,
                          beta=cfg.beta, sigma=o.sigma,
-                         prior_scale=o.prior_scale,
+                         prior_scale=o.prior_scale, var_prior=var_prior(o.psa_var_prior),
                          # the slot-attention solver already draws its own learned noise on λ⁰
                          slot_noise=0.0 if cfg.solver == "slot-attention" else o.slot_noise)
 

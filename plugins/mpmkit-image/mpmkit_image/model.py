@@ -312,9 +312,11 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
               hidden: int = 64, inner_steps: int = 3, beta: float = 0.0, sigma: float = 1.0,
               prior_scale: float = 1.0, size: int = 35, slot_init: float = 0.1, embed_scale: float = 1.0,
               absolute_position: bool = True, rel_freqs: int = 0, encoder_position: bool = True, slot_noise: float = 0.0, local: str = "mpm",
-              ard_tau: float = 0.0, dilations: tuple[int, ...] | None = None) -> MPM:
+              ard_tau: float = 0.0, dilations: tuple[int, ...] | None = None,
+              var_prior: tuple[float, float] = (0.0, 0.0)) -> MPM:
     """The object-centric MPM for ``decoder`` ∈ {additive, mixture}, ``arch`` ∈ {fast, paper} and
-    ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²).
+    ``local`` ∈ {mpm, psa} (the per-image GMM: the paper's, or PSA's with π and diagonal σ²; ``var_prior``
+    = (α, β) is PSA's prior on the variances, see :class:`mpmkit.psa.PSAPrior`).
 
     ``dilations``: one 3×3 conv of the fast encoder per entry, with that dilation (receptive field
     1 + 2·Σ dilations pixels; None: ``DILATIONS[local]``, or ``DILATIONS["slot-attention"]`` for that
@@ -343,7 +345,8 @@ def build_mpm(solver: Solver, *, decoder: str = "additive", arch: str = "fast", 
         encoder.norm.weight.fill_(embed_scale)
     gmm = GMMPrior(num_global, d, scale=prior_scale, init_scale=slot_init)
     if local == "psa":
-        prior, potential = PSAPrior(gmm), PSAPotential(PixelRecognition(encoder))
+        prior = PSAPrior(gmm, var_shape=var_prior[0], var_rate=var_prior[1])
+        potential = PSAPotential(PixelRecognition(encoder))
         lik.local, lik.ard_tau = "psa", float(ard_tau)
     elif local == "mpm":
         prior, potential = gmm, EuclideanPotential(PixelRecognition(encoder))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -17,7 +17,7 @@ from mpmkit.errors import ConfigError
 
 from .data import SpiralDataset, collate, generate, split
 from .model import build_mpm
-from mpmkit.psa import AggregatePosterior, active_slots, pack, with_prune_mass
+from mpmkit.psa import AggregatePosterior, active_slots, pack, var_prior, with_prune_mass
 from .transforms import CouplingFlow, SpiralTransform
 
 
@@ -27,6 +27,8 @@ class SpiralOptions:
 
     transform: Literal["parametric", "neural"] = "parametric"  #: T: the paper's spiral (α, β) or a coupling flow
     local: Literal["mpm", "psa"] = "mpm"  #: per-dataset GMM: the paper's (uniform π, σ = 1) or PSA's (π, diagonal σ²)
+    #: PSA: [α, β] of an inverse-gamma prior on each σ²; [0, 0] flat (needed > 0 by pyro-nuts / pyro-svi's Normal guide)
+    psa_var_prior: list[float] = field(default_factory=lambda: [0.0, 0.0])
     # -- data --------------------------------------------------------------------------------
     num_datasets: int = 600  #: M datasets in all (train + val + test)
     num_val: int = 40
@@ -62,6 +64,7 @@ class SpiralOptions:
     ard_prune: float = 0.0  #: PSA at test time: > 0 annihilates slots explaining < this fraction of a dataset
 
     def validate(self) -> None:
+        var_prior(self.psa_var_prior)
         if self.num_clusters < 2:
             raise ConfigError(f"num_clusters must be >= 2, got {self.num_clusters}")
         if self.num_val < 0 or self.num_test < 1 or self.num_datasets - self.num_val - self.num_test < 1:
@@ -96,7 +99,7 @@ _CACHE: dict[tuple, list[SpiralDataset]] = {}
 
 
 def _datasets(cfg: Config) -> list[SpiralDataset]:
-    key = (cfg.train.seed, astuple(cfg.family))
+    key = (cfg.train.seed, repr(astuple(cfg.family)))  # repr: list-valued options are not hashable
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = make_datasets(cfg.family, cfg.train.seed)
@@ -164,7 +167,8 @@ class SpiralGMMFamily(Family):
         solver = solver_from_config(cfg, local=o.local)
         model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
-                          beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local)
+                          beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local,
+                          var_prior=var_prior(o.psa_var_prior))
         model.likelihood.log_scale.requires_grad_(o.learn_scale)
         if o.slot_init == "ring":
             # T keeps radii, so the median radius of the training points (in units of g) places the arms' slots

@@ -65,18 +65,21 @@ class TiedRecognition(nn.Module):
 
 def build_mpm(transform: Transform, solver: Solver, *, num_clusters: int, num_global: int, inner_steps: int,
               beta: float = 1.0, scale: float = 1.0, prior_scale: float = 1.0, prior_init: float = 3.0,
-              slot_init: float = 3.0, local: str = "mpm") -> MPM:
+              slot_init: float = 3.0, local: str = "mpm",
+              var_prior: tuple[float, float] = (0.0, 0.0)) -> MPM:
     """The spiral-GMM MPM: K = ``num_clusters`` slots in R², GMM prior with L = ``num_global`` centres.
 
     ``local="psa"`` gives each dataset's GMM its own mixing weights and diagonal variances
     (Probabilistic Slot Attention): ψ = log N(g; μ_k, σ²_k), p(z = k | λ) = π_k, and the global GMM
     prior on the means (the MAP variant). ψ is then again the exact log-likelihood up to a term
-    constant in k, so the EM posterior is exact given Λ.
+    constant in k, so the EM posterior is exact given Λ. ``var_prior`` = (α, β) is the prior on its
+    variances (:class:`mpmkit.psa.PSAPrior`; (0, 0) flat).
     """
     lik = SpiralLikelihood(transform, scale=scale)
     gmm = GMMPrior(num_global, 2, scale=prior_scale, init_scale=prior_init)
     if local == "psa":
-        prior, potential = PSAPrior(gmm), PSAPotential(TiedRecognition(lik))
+        prior = PSAPrior(gmm, var_shape=var_prior[0], var_rate=var_prior[1])
+        potential = PSAPotential(TiedRecognition(lik))
     elif local == "mpm":
         prior, potential = gmm, EuclideanPotential(TiedRecognition(lik))
     else:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mpmkit import Batch
+from mpmkit.errors import ConfigError, IncompatibleSolverError
 from mpmkit.psa import PSAEM, PSAPotential, pack, unpack
 from mpmkit.runs import config_for, evaluate_run, make_family
 from mpmkit.training import Trainer
@@ -75,3 +76,15 @@ def test_short_psa_fit_reports_ard_counts(tmp_path):
     assert m["ari_mpm"] > m["ari_gmm"], m
     png = tmp_path / "psa_samples.png"
     assert m["psa_samples_figure"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
+
+    # the same run inferred by SVI: refused with flat variances (the fit used to end in NaN), and with
+    # an inverse-gamma prior on them it finds the same clusters as PSA-EM
+    svi = {"solver": "pyro-svi", "solver_options": {"num_steps": 150}, "ard_prune": 0.0, "figure": False}
+    with pytest.raises(IncompatibleSolverError, match="psa_var_prior"):
+        evaluate_run(tmp_path, overrides=svi)
+    with pytest.raises(ConfigError, match="psa_var_prior"):
+        evaluate_run(tmp_path, overrides={**svi, "psa_var_prior": [1.0, 0.0]})
+    em = evaluate_run(tmp_path, overrides={"ard_prune": 0.0, "figure": False, "psa_var_prior": [1.0, 0.01]})
+    s = evaluate_run(tmp_path, overrides={**svi, "psa_var_prior": [1.0, 0.01]})
+    assert math.isfinite(s["ari_mpm"]) and s["ari_mpm"] > m["ari_gmm"], (s, m)
+    assert abs(s["ari_mpm"] - em["ari_mpm"]) < 0.1, (s["ari_mpm"], em["ari_mpm"])

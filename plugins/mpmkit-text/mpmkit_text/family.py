@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -33,6 +33,7 @@ from mpmkit.batch import Batch
 from mpmkit.components import solver_from_config
 from mpmkit.config import Config
 from mpmkit.errors import ConfigError
+from mpmkit.psa import var_prior
 
 from .model import build_topic_mpm, global_prior
 
@@ -59,6 +60,8 @@ class APTopicsOptions:
     #: each document's local model: the paper's (uniform p(z), ψ = −½‖g − μ‖²) or PSA's (mixing weights π and
     #: diagonal variances σ² over the word embeddings, solved by psa-em; Probabilistic Slot Attention)
     local: Literal["mpm", "psa"] = "mpm"
+    #: PSA: [α, β] of an inverse-gamma prior on each σ²; [0, 0] flat (needed > 0 by pyro-nuts / pyro-svi's Normal guide)
+    psa_var_prior: list[float] = field(default_factory=lambda: [0.0, 0.0])
     num_global: int = 100  #: L global topic clusters (GMM components)
     slot_dim: int = 128  #: D, size of a topic embedding μ_ik
     hidden: int = 256  #: width of f_θ's 3-layer MLP
@@ -93,6 +96,7 @@ class APTopicsOptions:
     example_doc: int = 0  #: test document shown in fig6.md
 
     def validate(self) -> None:
+        var_prior(self.psa_var_prior)
         for key in ("max_docs", "min_count", "num_topics", "num_global", "slot_dim", "hidden", "position_buckets",
                     "top_n", "lda_iter", "encode_batch", "max_length"):
             if getattr(self, key) < (0 if key == "max_docs" else 1):
@@ -230,14 +234,16 @@ class APTopicsFamily(Family):
         if o.local == "psa" and cfg.solver in ("slot-attention", "learned-posterior"):
             raise ConfigError(f"local=psa runs PSA's EM inner loop over packed (μ, σ², π); the {cfg.solver} solver "
                               "learns its own update of the means only. Use solver=coordinate-ascent (= psa-em "
-                              "under local=psa), psa-em, gradient or pyro-nuts")
+                              "under local=psa), psa-em, gradient, or pyro-nuts / pyro-svi with a proper variance prior "
+                              "(psa_var_prior=[1.0, 0.01])")
         c = load_corpus(cfg)
         model = build_topic_mpm(solver_from_config(cfg, local=o.local), vocab_size=len(c.vocab),
                                 encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
                                 slot_dim=o.slot_dim, hidden=o.hidden, position_buckets=o.position_buckets,
                                 max_positions=o.max_length, inner_steps=cfg.inner_steps, beta=cfg.beta,
                                 prior_scale=o.prior_scale, prior_update=o.prior_update,
-                                prior_decay=o.prior_decay, local=o.local)
+                                prior_decay=o.prior_decay, local=o.local,
+                                var_prior=var_prior(o.psa_var_prior))
         if o.prior_init == "data":
             init_centres(model, c.train, o.num_global)
         return model

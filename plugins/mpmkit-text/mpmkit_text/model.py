@@ -196,7 +196,7 @@ def build_topic_mpm(solver: Solver, *, vocab_size: int, encoder_dim: int, num_to
                     num_global: int = 100, slot_dim: int = 128, hidden: int = 256, position_buckets: int = 8,
                     max_positions: int = 512, inner_steps: int = 3, beta: float = 0.1, prior_scale: float = 1.0,
                     init_scale: float = 1.0, prior_update: str = "em", prior_decay: float = 0.99,
-                    local: str = "mpm") -> MPM:
+                    local: str = "mpm", var_prior: tuple[float, float] = (0.0, 0.0)) -> MPM:
     """The topic MPM: K = ``num_topics`` local topics, L = ``num_global`` GMM components.
 
     ``prior_update``: ``"em"`` (ν by online EM, :class:`OnlineGMMPrior`) or ``"gradient"`` (ν by Adam).
@@ -214,7 +214,8 @@ def build_topic_mpm(solver: Solver, *, vocab_size: int, encoder_dim: int, num_to
         prior = GMMPrior(num_global, slot_dim, scale=prior_scale, init_scale=init_scale)
     recognition = WordRecognition(encoder_dim, slot_dim)
     if local == "psa":
-        prior, potential = PSAPrior(prior), PSAPotential(recognition)
+        prior = PSAPrior(prior, var_shape=var_prior[0], var_rate=var_prior[1])
+        potential = PSAPotential(recognition)
     else:
         potential = EuclideanPotential(recognition)
     return TopicMPM(prior=prior,
