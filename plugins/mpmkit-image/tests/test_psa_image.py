@@ -137,6 +137,13 @@ def test_family_options(tmp_path):
         config_for("tetrominoes", {"num_objects": [1, 2, 3]})
     with pytest.raises(ConfigError, match="local"):
         config_for("tetrominoes", {"local": "gmm"})
+    # psa_var_prior reaches the prior; PSA-EM's variance step then uses it
+    ig = family.build_model(config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_global": 5,
+                                                       "psa_var_prior": [2.0, 0.5]}))
+    assert (ig.prior.var_shape, ig.prior.var_rate) == (2.0, 0.5) and ig.prior.proper
+    assert not model.prior.proper and model.prior.var_shape == 0.0
+    with pytest.raises(ConfigError, match="psa_var_prior"):
+        config_for("tetrominoes", {"psa_var_prior": [1.0]})
 
 
 @pytest.fixture(scope="module")

@@ -229,6 +229,15 @@ def test_psa_local_model_fits_and_evaluates(setup):
     assert m["mpm_n_topics"] >= 1 and (run / "topics.txt").exists()
     held_out = evaluate_run(run, overrides={"topic_words": "likelihood", "topic_docs": "train", "lda": False})
     assert held_out["mpm_n_topics"] >= 1
+    # NUTS needs a proper prior on the variances: refused without one, runs with psa_var_prior
+    nuts = {"solver": "pyro-nuts", "lda": False, "solver_options": {"num_samples": 4, "warmup_steps": 4,
+                                                                    "num_chains": 1, "map_steps": 5}}
+    from mpmkit.errors import IncompatibleSolverError
+
+    with pytest.raises(IncompatibleSolverError, match="psa_var_prior"):
+        evaluate_run(run, overrides=nuts)
+    m = evaluate_run(run, overrides={**nuts, "psa_var_prior": [1.0, 0.01]})
+    assert math.isfinite(m["mpm_log_perplexity"]) and math.isfinite(m["mpm_umass_mean"])
 
 
 def test_psa_refuses_solvers_that_learn_their_own_update(setup):
