@@ -80,6 +80,10 @@ class APTopicsOptions:
     #: (scored on the test documents, topics and reference are then disjoint), or both; MPM's topics only
     #: (the LDA row under MPM's tf-idf rule pools LDA's assignments of the test documents either way)
     topic_docs: Literal["test", "train", "train+test"] = "test"
+    #: score only the tf-idf topics pooled from at least this many test documents (1: every used cluster, the
+    #: paper's rule). A cluster holding one article gets that article's rarest words, which always co-occur
+    #: there (the no-model effect); 2 leaves such topics out, for MPM and for LDA under the tf-idf rule alike
+    topic_min_docs: int = 1
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
     #: UMass +1), "gensim" (gensim's u_mass / c_npmi, 10-token windows) or "scholar" ("document" with NPMI 0
     #: for a pair that never co-occurs); every protocol is also written
@@ -98,7 +102,7 @@ class APTopicsOptions:
     def validate(self) -> None:
         var_prior(self.psa_var_prior)
         for key in ("max_docs", "min_count", "num_topics", "num_global", "slot_dim", "hidden", "position_buckets",
-                    "top_n", "lda_iter", "encode_batch", "max_length"):
+                    "top_n", "lda_iter", "encode_batch", "max_length", "topic_min_docs"):
             if getattr(self, key) < (0 if key == "max_docs" else 1):
                 raise ConfigError(f"config key {key!r} must be >= {0 if key == 'max_docs' else 1}, "
                                   f"got {getattr(self, key)}")
@@ -111,6 +115,9 @@ class APTopicsOptions:
                               f"got {self.topic_tf!r}, {self.topic_docs!r}")
         if self.topic_words not in ("tfidf", "likelihood"):
             raise ConfigError(f"topic_words must be tfidf|likelihood, got {self.topic_words!r}")
+        if self.topic_min_docs > 1 and (self.topic_words != "tfidf" or self.topic_docs != "test"):
+            raise ConfigError("topic_min_docs counts the test documents pooled into a tf-idf topic; it needs "
+                              "topic_words=tfidf and topic_docs=test (or set topic_min_docs=1)")
         if self.coherence_reference not in ("test", "train"):
             raise ConfigError(f"coherence_reference must be test|train, got {self.coherence_reference!r}")
         if self.coherence_protocol not in PROTOCOLS:
@@ -297,6 +304,10 @@ class APTopicsFamily(Family):
                                        tr["cluster"] + (res["cluster"] if with_test else []), o.topic_tf)
         topics = top_words(mass, c.vocab.words, o.top_n) if likelihood else tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
+        single, used = sum(len(d) == 1 for d in contributors.values()), len(topics)
+        if not likelihood and o.topic_min_docs > 1:
+            topics = {t: w for t, w in topics.items() if len(contributors[t]) >= o.topic_min_docs}
+            contributors = {t: contributors[t] for t in topics}
         ref_docs = test if o.coherence_reference == "test" else list(splits.train)
         reference = [reference_tokens(c.documents[d.index].text) for d in ref_docs]
         mpm = score_all_protocols(topics, reference, o.coherence_protocol)
@@ -311,6 +322,8 @@ class APTopicsFamily(Family):
             "mpm_log_perplexity": res["log_perplexity"],
             "mpm_neg_elbo_per_word": res["neg_elbo_per_word"],
             "mpm_docs_per_topic_median": float(np.median(n_docs)) if n_docs else float("nan"),
+            "mpm_single_doc_topics": single,  # tf-idf topics pooled from one test article (before topic_min_docs)
+            "topic_min_docs": o.topic_min_docs,
             "num_test_docs": len(test), "num_test_words": res["n_words"], "vocab_size": len(c.vocab),
             "dropped_empty": c.dropped_empty, "num_global": o.num_global, "num_topics": o.num_topics,
             "coherence_reference": o.coherence_reference, "num_reference_docs": len(reference),
@@ -323,9 +336,9 @@ class APTopicsFamily(Family):
         metrics.update({f"doctopic_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})
         lda = None
         if o.lda:
-            n_lda = o.lda_topics or max(len(topics), 2)
+            n_lda = o.lda_topics or max(used, 2)  # as many as MPM's used clusters, before topic_min_docs
             lda = lda_topics([d.ids.tolist() for d in splits.train], [d.ids.tolist() for d in test], c.vocab.words,
-                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf)
+                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf, o.topic_min_docs)
             for name, tl in (("lda", lda["topics"]), ("lda_tfidf", lda["topics_tfidf"])):
                 s = score_all_protocols(tl, reference, o.coherence_protocol)
                 metrics.update({f"{name}_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})

@@ -100,13 +100,13 @@ def bag_of_words(ids: Sequence[Sequence[int]], vocab_size: int):
 
 
 def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: int, max_iter: int = 50,
-               top_n: int = 10, tf: str = "count") -> dict:
+               top_n: int = 10, tf: str = "count", min_docs: int = 1) -> dict:
     """scikit-learn LDA on the same observations; topics two ways.
 
     ``topics``: the usual top ``top_n`` words of each topic-word distribution.
     ``topics_tfidf``: the MPM rule applied to LDA (each test word to its argmax topic
     ∝ θ_dt β_tw, pooled per topic, tf-idf top ``top_n``, unused topics excluded; ``tf`` as in
-    :func:`pool_words`).
+    :func:`pool_words`; topics pooled from fewer than ``min_docs`` test documents left out).
     Also returns ``log_perplexity`` = log of sklearn's held-out perplexity (per word, from
     its variational bound) on the test documents.
     """
@@ -124,6 +124,7 @@ def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: i
     local = [np.argmax(theta[i][:, None] * beta[:, np.asarray(d, np.int64)], 0) if len(d) else []
              for i, d in enumerate(test_ids)]
     ident = [list(range(n_topics))] * len(test_ids)
-    pooled, _ = pool_words(words, local, ident, tf)
-    return {"topics": topics, "topics_tfidf": tfidf_topics(pooled, top_n),
+    pooled, docs = pool_words(words, local, ident, tf)
+    tfidf = {t: w for t, w in tfidf_topics(pooled, top_n).items() if len(docs[t]) >= min_docs}
+    return {"topics": topics, "topics_tfidf": tfidf,
             "log_perplexity": math.log(lda.perplexity(x_test))}

@@ -161,6 +161,35 @@ def test_topic_docs_train_pools_only_training_documents(fitted, setup):
     assert m["mpm_umass_mean"] == pytest.approx(score_topics(expected, test_ref)["umass_mean"], abs=1e-12)
 
 
+def test_topic_min_docs_leaves_out_topics_pooled_from_few_articles(fitted, setup):
+    """topic_min_docs=N scores the same tf-idf topics, minus those pooled from fewer than N test documents."""
+    from mpmkit.errors import ConfigError
+
+    run, m = fitted
+    rows = [ln.split("\t") for ln in (run / "topics.txt").read_text().splitlines()
+            if not ln.startswith("#") and not ln.startswith("lda")]
+    docs = {int(r[0]): int(r[1]) for r in rows}
+    words = {int(r[0]): r[-1].split() for r in rows}
+    assert m["mpm_single_doc_topics"] == sum(n == 1 for n in docs.values())
+    n = sorted(docs.values())[len(docs) // 2]  # a threshold that keeps some topics and drops others
+    f = evaluate_run(run, overrides={"topic_min_docs": n})
+    kept = {t for t, k in docs.items() if k >= n}
+    assert 0 < len(kept) < len(docs), docs  # the threshold bites
+    assert f["mpm_n_topics"] == len(kept) and f["lda_n_topics"] == m["lda_n_topics"]  # LDA sized as before
+    assert f["lda_tfidf_n_topics"] <= m["lda_tfidf_n_topics"]
+    lines = (run / f"eval-topic_min_docs={n}" / "topics.txt").read_text().splitlines()
+    got = {int(ln.split("\t")[0]): ln.split("\t")[-1].split() for ln in lines
+           if not ln.startswith("#") and not ln.startswith("lda")}
+    assert got == {t: words[t] for t in kept}
+    corpus = load_corpus(config_for("ap-topics", setup[1]))
+    test_ref = [reference_tokens(corpus.documents[d.index].text) for d in corpus.test]
+    assert f["mpm_umass_mean"] == pytest.approx(score_topics(got, test_ref)["umass_mean"], abs=1e-12)
+    with pytest.raises(ConfigError, match="topic_min_docs"):
+        config_for("ap-topics", {**setup[1], "topic_min_docs": 2, "topic_words": "likelihood"})
+    with pytest.raises(ConfigError, match="topic_min_docs"):
+        config_for("ap-topics", {**setup[1], "topic_min_docs": 0})
+
+
 def test_likelihood_topics_match_a_direct_sum_and_ignore_padding(fitted, setup):
     """topic_words=likelihood: cluster l's words are the top words of Σ n_ik p(x | μ_ik) over the local
     topics assigned to l; padded batches give the sums of one document at a time."""
