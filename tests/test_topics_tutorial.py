@@ -41,3 +41,6 @@ def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
     assert held_out["mpm_n_topics"] >= 1 and math.isfinite(held_out["lda_umass_mean"])
     topics = (run / "eval-topic_docs=train,topic_words=likelihood" / "topics.txt").read_text()
     assert "of the likelihood" in topics
+    # section 5: the topics without those pooled from a single test article
+    multi = json.loads((run / "metrics-lda=False,topic_min_docs=2.json").read_text())
+    assert multi["mpm_n_topics"] == metrics["mpm_n_topics"] - metrics["mpm_single_doc_topics"]

@@ -129,7 +129,9 @@ print("metrics:", json.dumps({k: v for k, v in metrics.items() if k.startswith("
 # ## 5. What the paper's protocol measures
 # The topics are formed from the test articles and scored on the same articles, so a topic copied
 # from one article scores well whatever the model: `doctopic_*` is that no-model row (every test
-# article is its own topic, its tf-idf top words). Counting co-occurrences in the training
+# article is its own topic, its tf-idf top words). A cluster that pools a single test article is
+# such a copy too: `mpm_single_doc_topics` counts them, and `topic_min_docs=2` scores the topics
+# without them (for MPM and for LDA under the same rule). Counting co-occurrences in the training
 # articles instead (`coherence_reference=train`, which the topics never saw) removes the free credit.
 # The other disjoint set-up forms the topics from the training articles and scores them on the test
 # articles; there `topic_words=likelihood` reads each cluster's words off the model — the likelihood
@@ -144,6 +146,10 @@ for name, m in (("test articles (paper)", metrics), ("training articles", train_
     print(f"reference = {name:22s} | MPM UMass {m['mpm_umass_mean']:.3f} NPMI {m['mpm_npmi_mean']:.3f} | "
           f"no model UMass {m['doctopic_umass_mean']:.3f} NPMI {m['doctopic_npmi_mean']:.3f} "
           f"({m['num_reference_docs']} reference articles)")
+multi = evaluate_run(run, overrides={"topic_min_docs": 2, "lda": False})
+print(f"{metrics['mpm_single_doc_topics']} of {metrics['mpm_n_topics']} MPM topics pool a single test article; "
+      f"without them: MPM UMass {multi['mpm_umass_mean']:.3f} NPMI {multi['mpm_npmi_mean']:.3f} "
+      f"({multi['mpm_n_topics']} topics)")
 held_out = evaluate_run(run, overrides={"topic_docs": "train", "topic_words": "likelihood"})
 print(f"likelihood topics from the training articles, scored on the test articles: "
       f"MPM UMass {held_out['mpm_umass_mean']:.3f} NPMI {held_out['mpm_npmi_mean']:.3f} | "
