@@ -270,16 +270,28 @@ class PSAEM(FixedPointSolver):
         return pack(mu, log_var, log_pi)
 
 
-def with_prune_mass(solver, prune_mass: float) -> PSAEM:
-    """A copy of the PSA-EM ``solver`` (all its other settings kept) with in-loop ARD at
-    ``prune_mass``; a plain ``PSAEM(prune_mass=...)`` when ``solver`` is not PSA-EM."""
+def with_prune_mass(solver, prune_mass: float):
+    """The test-time solver for in-loop ARD at ``prune_mass``: a copy of the PSA-EM ``solver`` (all
+    its other settings kept), a plain ``PSAEM(prune_mass=...)`` for ``solver=None``, and another
+    solver unchanged when ``prune_mass`` is 0. Another solver with ``prune_mass > 0`` is a
+    ConfigError: it has no pruning step, and swapping it for PSA-EM would evaluate a solver the
+    user did not ask for."""
+    from .errors import ConfigError
+
+    if not 0 <= prune_mass < 1:
+        raise ValueError(f"prune_mass is a fraction of the observations in [0, 1), got {prune_mass}")
     if isinstance(solver, PSAEM):
         out = copy.copy(solver)
-        if not 0 <= prune_mass < 1:
-            raise ValueError(f"prune_mass is a fraction of the observations in [0, 1), got {prune_mass}")
         out.prune_mass = float(prune_mass)
         return out
-    return PSAEM(prune_mass=prune_mass)
+    if solver is None:
+        return PSAEM(prune_mass=prune_mass)
+    if prune_mass == 0:
+        return solver
+    name = getattr(solver, "name", type(solver).__name__)
+    raise ConfigError(f"ard_prune={prune_mass} annihilates slots inside PSA-EM's loop, and the solver {name!r} has "
+                      f"no such step; set ard_prune=0 to evaluate with {name} (ARD then counts the slots with "
+                      "π_k >= ard_tau)")
 
 
 def active_slots(lam: Tensor, tau: float = 0.05) -> Tensor:

@@ -281,6 +281,14 @@ def test_with_prune_mass_keeps_the_solvers_other_options():
     assert with_prune_mass(None, 0.1).prune_mass == 0.1
     with pytest.raises(ValueError, match="prune_mass"):
         with_prune_mass(base, 1.0)
+    # another solver is kept as it is, never silently swapped for PSA-EM
+    from mpmkit.errors import ConfigError
+    from mpmkit.solvers.pyro_nuts import PyroNUTS
+
+    nuts = PyroNUTS()
+    assert with_prune_mass(nuts, 0.0) is nuts
+    with pytest.raises(ConfigError, match="ard_prune=0.03 .* 'pyro-nuts' .* set ard_prune=0"):
+        with_prune_mass(nuts, 0.03)
 
 
 def test_beta_zero_drops_the_mixing_term_so_nothing_rewards_one_slot():

@@ -137,6 +137,13 @@ def test_family_options(tmp_path):
         config_for("tetrominoes", {"num_objects": [1, 2, 3]})
     with pytest.raises(ConfigError, match="local"):
         config_for("tetrominoes", {"local": "gmm"})
+    # another solver at test time: kept as it is; with in-loop ARD (ard_prune > 0, the default) refused,
+    # not silently swapped for PSA-EM
+    nuts = {"local": "psa", "solver": "pyro-nuts", "num_slots": 5, "num_global": 5}
+    m_nuts = family.build_model(config_for("tetrominoes", nuts))
+    with pytest.raises(ConfigError, match="set ard_prune=0"):
+        family.eval_solver(config_for("tetrominoes", nuts), m_nuts)
+    assert family.eval_solver(config_for("tetrominoes", {**nuts, "ard_prune": 0.0}), m_nuts) is m_nuts.solver
     # psa_var_prior reaches the prior; PSA-EM's variance step then uses it
     ig = family.build_model(config_for("tetrominoes", {"local": "psa", "num_slots": 5, "num_global": 5,
                                                        "psa_var_prior": [2.0, 0.5]}))
