@@ -29,6 +29,12 @@ class Prior(nn.Module, ABC):
     def log_prob(self, lam: Tensor) -> Tensor:
         """log p_η(λ_i) for each dataset, ``[B]``."""
 
+    def raw_log_prob(self, lam: Tensor) -> Tensor:
+        """log density over the coordinates λ is stored in, ``[B]``: what a sampler or a Normal guide
+        over λ needs. The same as :meth:`log_prob` unless a parameter is stored transformed (PSA's
+        mixing weights as logits)."""
+        return self.log_prob(lam)
+
     def minorizer(self, lam: Tensor) -> tuple[Tensor, Tensor]:
         """Quadratic minorizer at ``lam``: precision ``a [B, K]`` and centre ``m [B, K, D]``."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form minorizer")

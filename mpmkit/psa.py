@@ -6,10 +6,11 @@ dimension as ``[B, K, 2D + 1]`` (:func:`pack` / :func:`unpack`), and
 
     ψ(z_ij = k | x_ij, λ_i) = log N(g_ij; μ_k, diag σ²_k)          (:class:`PSAPotential`)
     p(z_ij = k | λ_i)       = π_k                                   (``log_mixing``)
-    p_η(λ_i)                = Π_k p_base(μ_k) · Dir(π; 1 + ε)       (:class:`PSAPrior`)
+    p_η(λ_i)                = Π_k p_base(μ_k) · Dir(π; 1 + ε) · Π_kd p(σ²_kd)   (:class:`PSAPrior`)
 
-:class:`PSAEM` is the closed-form EM inner solver (E-step, then π, μ, σ² in turn; every step
-maximises the surrogate ELBO in its block, so it never decreases). With π uniform and σ² = 1
+with p(σ²) flat (PSA) or inverse gamma. :class:`PSAEM` is the closed-form EM inner solver (E-step,
+then π, μ, σ² in turn; every step maximises the surrogate ELBO in its block, so it never decreases
+once the variances are at or above its floor). With π uniform and σ² = 1
 held fixed it is exactly Proposition 1. ARD (:func:`active_slots`) keeps slots whose π_k ≥ τ.
 """
 from __future__ import annotations
@@ -93,25 +94,28 @@ class PSAPrior(Prior):
     """p_η(λ) = Π_k p_base(μ_k) · Dir(π; 1 + ε) · Π_kd p(σ²_kd) on the local GMMs.
 
     * means: the base prior (the global GMM in MPM);
-    * mixing weights: a weak Dirichlet that keeps log π finite;
+    * mixing weights: a weak Dirichlet (ε ≥ 0) that keeps log π finite;
     * variances: flat by default (PSA's maximum likelihood, with PSA-EM's floor), or with
       ``var_shape`` α > 0 and ``var_rate`` β > 0 an inverse-gamma IG(α, β) written in the
       coordinate λ stores, ℓ = log σ²: log p(ℓ) = −α ℓ − β e^{−ℓ} + const. PSA-EM's variance step
       then becomes the MAP σ² = (S + 2β) / (N_k + 2α), and an empty slot's variance has a proper
       posterior (mode β/α).
 
-    The logits that λ stores for π are defined up to a shift (π = softmax); the factor
-    exp(−½ (logsumexp_k λ_π)²) pins that shift so the density over λ can be normalised. It is
-    1 on every λ PSA-EM writes (log π normalised), so MAP and EM results do not depend on it.
-    The prior is :attr:`proper` when the base prior is and both variance hyperparameters are > 0.
+    :meth:`log_prob` is what MAP solvers, PSA-EM and the ELBO use (the Dirichlet is a density over
+    π). λ stores π as logits r, defined up to a shift; :meth:`raw_log_prob` is the density over the
+    stored coordinates, for samplers and Normal guides: it adds the Jacobian of r → π, Σ_k log π_k,
+    and pins the shift with exp(−½ (logsumexp_k r_k)²). The prior is :attr:`proper` when the base
+    prior is and both variance hyperparameters are > 0.
     """
 
     def __init__(self, base: Prior | None = None, dirichlet: float = 1e-3, var_shape: float = 0.0,
                  var_rate: float = 0.0):
         super().__init__()
-        if var_shape < 0 or var_rate < 0 or (var_shape > 0) != (var_rate > 0):
-            raise ValueError("the variance prior needs var_shape and var_rate both 0 (flat) or both > 0 "
-                             f"(inverse gamma), got var_shape={var_shape}, var_rate={var_rate}")
+        vals = (dirichlet, var_shape, var_rate)
+        if not all(math.isfinite(v) and v >= 0 for v in vals) or (var_shape > 0) != (var_rate > 0):
+            raise ValueError("need a finite dirichlet >= 0, and var_shape and var_rate both 0 (flat variances) or "
+                             f"both finite and > 0 (inverse gamma); got dirichlet={dirichlet}, "
+                             f"var_shape={var_shape}, var_rate={var_rate}")
         self.base = base if base is not None else FlatPrior()
         self.dirichlet, self.var_shape, self.var_rate = float(dirichlet), float(var_shape), float(var_rate)
         self.conjugate = self.base.conjugate
@@ -122,23 +126,26 @@ class PSAPrior(Prior):
 
     @property
     def improper_reason(self) -> str | None:
-        """Why exp(log_prob) cannot be normalised, or None when it can."""
+        """Why exp(raw_log_prob) cannot be normalised and how to fix it, or None when it can."""
         why = []
         if not getattr(self.base, "proper", True):
-            why.append(f"its base prior on the means ({type(self.base).__name__}) is improper")
+            why.append(f"its prior on the means ({type(self.base).__name__}) is improper: give the means a "
+                       "proper prior (e.g. the global GMM)")
         if self.var_shape == 0:
-            why.append("the variances have a flat prior (var_shape = var_rate = 0, PSA's maximum likelihood)")
-        if self.dirichlet <= 0:
-            why.append("the Dirichlet on the mixing weights has ε = 0")
+            why.append("the variances have a flat prior (PSA's maximum likelihood): give them an inverse-gamma "
+                       "prior with the family option psa_var_prior, e.g. --set psa_var_prior=[1.0,0.01]")
         return "; ".join(why) or None
 
     def log_prob(self, lam: Tensor) -> Tensor:
         s = unpack(lam)
-        gauge = torch.logsumexp(lam[..., -1], -1)  # 0 when λ stores normalised log π
-        out = self.base.log_prob(s.mu) + self.dirichlet * s.log_pi.sum(-1) - 0.5 * gauge**2
+        out = self.base.log_prob(s.mu) + self.dirichlet * s.log_pi.sum(-1)
         if self.var_shape > 0:
             out = out - (self.var_shape * s.log_var + self.var_rate * torch.exp(-s.log_var)).sum((-1, -2))
         return out
+
+    def raw_log_prob(self, lam: Tensor) -> Tensor:
+        shift = torch.logsumexp(lam[..., -1], -1)  # 0 when λ stores normalised log π
+        return self.log_prob(lam) + unpack(lam).log_pi.sum(-1) - 0.5 * shift**2
 
     def minorizer(self, lam: Tensor) -> tuple[Tensor, Tensor]:
         return self.base.minorizer(unpack(lam).mu)
@@ -153,7 +160,7 @@ def var_prior(values) -> tuple[float, float]:
     if len(vals) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in vals):
         raise ConfigError(f"psa_var_prior must be two numbers [var_shape, var_rate], got {values!r}")
     a, b = float(vals[0]), float(vals[1])
-    if a < 0 or b < 0 or (a > 0) != (b > 0):
+    if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0 or (a > 0) != (b > 0):
         raise ConfigError(f"psa_var_prior must be [0, 0] (flat) or two numbers > 0 (an inverse-gamma prior "
                           f"on each variance, e.g. [1.0, 0.01]), got {vals}")
     return a, b
@@ -181,7 +188,8 @@ class PSAEM(FixedPointSolver):
     Figueiredo & Jain): π_k ∝ max(N_k − c N, 0), so a slot explaining less than a fraction c of
     the observations is annihilated (π_k = 0) and stays so; of two slots splitting one object,
     the smaller loses mass each step until it dies. This step maximises a penalised objective,
-    not the surrogate ELBO, so the monotonicity guarantee holds for ``prune_mass = 0`` only.
+    not the surrogate ELBO, so the monotonicity guarantee holds for ``prune_mass = 0`` only (and from
+    the first step on only when λ⁰'s variances are at or above ``var_floor``).
     Pruning starts after ``prune_after`` plain EM steps (default: half of them), once the slots
     have settled; pruning from λ⁰ kills slots before they reach their objects.
     """

@@ -340,19 +340,33 @@ def test_the_variance_prior_is_an_inverse_gamma_in_log_coordinates():
         assert math.isclose(float(mass), math.gamma(a) * b**-a, rel_tol=1e-6)
     assert PSAPrior(GMMPrior(2, 1), var_shape=1.0, var_rate=0.01).proper
     assert not PSAPrior(GMMPrior(2, 1)).proper and not PSAPrior(FlatPrior(), var_shape=1.0, var_rate=0.01).proper
-    with pytest.raises(ValueError, match="both 0 .* or both > 0"):
+    with pytest.raises(ValueError, match="both 0 .* or\\s+both finite and > 0"):
         PSAPrior(FlatPrior(), var_shape=1.0)
 
 
-def test_the_gauge_term_pins_the_logit_shift_and_vanishes_on_normalised_weights():
+def test_raw_density_over_the_logits_is_the_dirichlet_moved_to_logit_coordinates():
+    """raw_log_prob adds the Jacobian Σ log π of r → π and pins the shift of r: over r ∈ R² it integrates
+    to B(1 + ε, 1 + ε) · √(2π), the Dirichlet's and the pin's normalisers. log_prob ignores the shift."""
+    for eps in (1e-3, 0.5, 2.0):
+        prior = PSAPrior(FlatPrior(), dirichlet=eps)
+        r = torch.linspace(-40, 40, 1601, dtype=torch.float64)
+        r1, r2 = torch.meshgrid(r, r, indexing="ij")
+        logits = torch.stack([r1.flatten(), r2.flatten()], -1)  # [M, K = 2]
+        lam = torch.cat([torch.zeros(len(logits), 2, 2, dtype=torch.float64), logits.unsqueeze(-1)], -1)
+        dens = prior.raw_log_prob(lam).exp().reshape(len(r), len(r))
+        mass = torch.trapezoid(torch.trapezoid(dens, r), r)
+        expected = math.gamma(1 + eps) ** 2 / math.gamma(2 + 2 * eps) * math.sqrt(2 * math.pi)
+        assert math.isclose(float(mass), expected, rel_tol=1e-4), (eps, float(mass), expected)
     p = problem(0, 2, 10, 3, 2, 1.0)
-    lam = p.lam0  # log π normalised
-    s = unpack(lam)
-    plain = p.prior.base.log_prob(s.mu) + p.prior.dirichlet * s.log_pi.sum(-1)
-    torch.testing.assert_close(p.prior.log_prob(lam), plain, rtol=0, atol=1e-12)
-    shifted = lam.clone()
+    shifted = p.lam0.clone()
     shifted[..., -1] += 2.0  # the same π
-    torch.testing.assert_close(p.prior.log_prob(shifted), plain - 0.5 * 2.0**2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(p.prior.log_prob(shifted), p.prior.log_prob(p.lam0), rtol=0, atol=1e-12)
+    jac = unpack(p.lam0).log_pi.sum(-1)
+    torch.testing.assert_close(p.prior.raw_log_prob(p.lam0), p.prior.log_prob(p.lam0) + jac, rtol=0, atol=1e-12)
+    torch.testing.assert_close(p.prior.raw_log_prob(shifted), p.prior.raw_log_prob(p.lam0) - 2.0, rtol=0, atol=1e-12)
+    for bad in ({"dirichlet": -1.0}, {"var_shape": float("nan"), "var_rate": 1.0}, {"var_shape": math.inf, "var_rate": 1.0}):
+        with pytest.raises(ValueError, match="finite"):
+            PSAPrior(FlatPrior(), **bad)
 
 
 @settings(max_examples=15, deadline=None)
@@ -380,7 +394,7 @@ def test_pyro_solvers_refuse_flat_variances_and_fit_psa_with_a_proper_prior():
 
     flat = problem(1, 2, 30, 3, 2, 1.0, "gmm")
     for solver in (PyroSVI(num_steps=5), PyroNUTS(num_samples=4, warmup_steps=2, map_steps=2)):
-        with pytest.raises(IncompatibleSolverError, match="flat prior .* psa_var_prior"):
+        with pytest.raises(IncompatibleSolverError, match="flat prior .* psa_var_prior.*guide: delta"):
             solver.solve(flat, 1)
     PyroSVI(guide="delta", num_steps=5).solve(flat, 1)  # MAP needs no proper prior
 
@@ -403,3 +417,34 @@ def test_pyro_solvers_refuse_flat_variances_and_fit_psa_with_a_proper_prior():
     # ...and the guide's spread of a mean is the textbook σ_d / √N_k
     ratio = svi.trace["scale"][..., :2] / (em.var.sqrt() / 30**0.5)
     assert float(ratio.min()) > 0.6 and float(ratio.max()) < 1.6, ratio
+
+
+def test_svi_converges_for_an_empty_slots_mixing_weight():
+    """With the Dirichlet moved to logit coordinates (raw_log_prob), an empty slot's logit has a posterior
+    of width about 1; without the Jacobian its density fell off like π^ε and the fit drifted for ever."""
+    from mpmkit.solvers.pyro_svi import PyroSVI
+
+    gen = torch.Generator().manual_seed(0)
+    g = (torch.tensor([[-6.0, 0.0], [6.0, 0.0]])[torch.arange(60) % 2] + torch.randn(60, 2, generator=gen)).unsqueeze(0)
+    pot = PSAPotential()
+    lam0 = pack(torch.tensor([[[-6.0, 0.0], [6.0, 0.0], [0.0, 30.0], [0.0, -30.0]]]), torch.zeros(1, 4, 2),
+                torch.full((1, 4), -math.log(4)))
+    p = InnerProblem(g=g, mask=torch.ones(1, 60, dtype=torch.bool), potential=pot, lam0=lam0, log_pz=pot.log_mixing,
+                     prior=PSAPrior(GaussianPrior(2, scale=10.0), var_shape=1.0, var_rate=0.01))
+    short, long = (PyroSVI(num_steps=n).solve(p, 1) for n in (1000, 3000))
+    for r in (short, long):
+        assert float(r.trace["scale"][0, 2:, -1].max()) < 2.0  # the two empty slots' logits
+        assert float(unpack(r.lam).pi[0, 2:].max()) < 0.03
+    assert float((long.lam[0, 2:, -1] - short.lam[0, 2:, -1]).abs().max()) < 0.5  # settled, not drifting
+
+
+def test_learned_posterior_refuses_psa_lambda_and_names_the_solvers_that_can():
+    from mpmkit.components import check_solver
+    from mpmkit.solvers.learned_posterior import LearnedPosterior
+
+    p = problem(0, 1, 10, 3, 2, 1.0)
+    with pytest.raises(IncompatibleSolverError, match="slot means.*PSAPotential, packs other parameters") as exc:
+        check_solver(LearnedPosterior(), p)
+    assert "psa-em" in str(exc.value) and "learned-posterior" not in str(exc.value).split("Solvers that can:")[1]
+    LearnedPosterior().check(InnerProblem(g=None, mask=None, prior=FlatPrior(), potential=EuclideanPotential(),
+                                          lam0=None, log_pz=None))

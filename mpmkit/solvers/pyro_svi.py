@@ -97,12 +97,12 @@ class PyroSolverBase(Solver):
                 self.name, "evidence='likelihood' needs the model's likelihood (InnerProblem.model); "
                            "use evidence='potential' for bare inner problems")
         if self.needs_proper_prior and not getattr(problem.prior, "proper", True):
-            why = getattr(problem.prior, "improper_reason", None) or f"{type(problem.prior).__name__} is improper"
+            why = getattr(problem.prior, "improper_reason", None) or \
+                f"{type(problem.prior).__name__} is improper: give λ a proper prior"
             raise IncompatibleSolverError(
-                self.name, f"{self.what} needs a proper prior p_η(λ), and this one is not: {why}. A slot with "
-                           "no data would have a posterior that cannot be normalised, and the fit diverges. "
-                           "Give λ a proper prior (for PSA: var_shape and var_rate > 0, the family option "
-                           "psa_var_prior=[1.0, 0.01]), or use pyro-svi with guide=delta (MAP)")
+                self.name, f"{self.what} needs a proper prior p_η(λ) (a slot with no data would have a posterior "
+                           f"that cannot be normalised, and the fit diverges), and {why}. Or fit the MAP instead: "
+                           "--set solver=pyro-svi --set solver_options={guide: delta}")
         lam = problem.lam0
         if lam is not None and not lam.is_floating_point():
             raise IncompatibleSolverError(self.name, "Λ must be a floating-point tensor")
@@ -131,10 +131,14 @@ class PyroSolverBase(Solver):
         return ll + log_pz
 
     def log_density(self, problem: InnerProblem, lam: Tensor) -> Tensor:
-        """log p̂(λ_i, D_i) with z marginalised, ``[B]`` (padded observations contribute 0)."""
+        """log p̂(λ_i, D_i) with z marginalised, ``[B]`` (padded observations contribute 0).
+
+        A solver that represents the posterior's spread uses the prior's density over λ's stored
+        coordinates (``raw_log_prob``); MAP uses ``log_prob``, so its mode is the one EM finds."""
         per_obs = torch.logsumexp(self.logits(problem, lam), -1)
         per_obs = torch.where(problem.mask, per_obs, torch.zeros_like(per_obs))
-        return problem.prior.log_prob(lam) + per_obs.sum(-1)
+        prior = problem.prior.raw_log_prob(lam) if self.needs_proper_prior else problem.prior.log_prob(lam)
+        return prior + per_obs.sum(-1)
 
     def posterior(self, problem: InnerProblem, lam: Tensor) -> Tensor:
         """Exact conditional responsibilities p̂(z_ij = k | λ_i, x_ij), ``[B, N, K]``; padded rows zero."""

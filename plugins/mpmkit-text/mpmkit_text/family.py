@@ -241,8 +241,8 @@ class APTopicsFamily(Family):
         if o.local == "psa" and cfg.solver in ("slot-attention", "learned-posterior"):
             raise ConfigError(f"local=psa runs PSA's EM inner loop over packed (μ, σ², π); the {cfg.solver} solver "
                               "learns its own update of the means only. Use solver=coordinate-ascent (= psa-em "
-                              "under local=psa), psa-em, gradient, or pyro-nuts / pyro-svi with a proper variance prior "
-                              "(psa_var_prior=[1.0, 0.01])")
+                              "under local=psa), psa-em, gradient, pyro-svi, or pyro-nuts (pyro-nuts and pyro-svi's Normal "
+                              "guide need a proper variance prior, e.g. psa_var_prior=[1.0,0.01])")
         c = load_corpus(cfg)
         model = build_topic_mpm(solver_from_config(cfg, local=o.local), vocab_size=len(c.vocab),
                                 encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
