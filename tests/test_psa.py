@@ -8,7 +8,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 
 from mpmkit import CoordinateAscent, EuclideanPotential, FlatPrior, GaussianPrior, GMMPrior, InnerProblem, MPM
 from mpmkit.errors import IncompatibleSolverError
@@ -380,9 +380,12 @@ def test_the_em_fixed_point_is_a_stationary_point_of_the_density_the_pyro_solver
 
     p = problem(seed, 1, 40, K, D, 1.0, base, var_prior=var_prior)
     p.mask[:] = True
-    out = PSAEM(var_floor=1e-12).solve(p, 3000)
+    em = PSAEM(var_floor=1e-12)
+    out = em.solve(p, 3000)
     if float(unpack(out.lam).var.min()) < 1e-6:  # a slot collapsed onto one point: no interior optimum
         return
+    # two slots on top of each other converge very slowly (a near-saddle): only a converged λ is a fixed point
+    assume(float((em.update(p, out.lam) - out.lam).abs().max()) < 1e-10)
     lam = out.lam.detach().clone().requires_grad_()
     PyroSVI(guide="delta").log_density(p, lam).sum().backward()
     assert float(lam.grad.abs().max()) < 1e-6, lam.grad
