@@ -36,6 +36,7 @@ from mpmkit.errors import ConfigError
 from mpmkit.psa import var_prior
 
 from .model import build_topic_mpm, global_prior
+from .topics import rank_words, unigram
 
 
 @dataclass
@@ -84,6 +85,11 @@ class APTopicsOptions:
     #: paper's rule). A cluster holding one article gets that article's rarest words, which always co-occur
     #: there (the no-model effect); 2 leaves such topics out, for MPM and for LDA under the tf-idf rule alike
     topic_min_docs: int = 1
+    #: how topic-word distributions are ranked into top words (MPM's likelihood topics and LDA's top words
+    #: alike): by probability, or by Sievert & Shirley's relevance with λ = relevance_lambda (p(w): the
+    #: training documents' unigram distribution), which demotes words frequent everywhere
+    topic_rank: Literal["probability", "relevance"] = "probability"
+    relevance_lambda: float = 0.6
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
     #: UMass +1), "gensim" (gensim's u_mass / c_npmi, 10-token windows) or "scholar" ("document" with NPMI 0
     #: for a pair that never co-occurs); every protocol is also written
@@ -115,6 +121,9 @@ class APTopicsOptions:
                               f"got {self.topic_tf!r}, {self.topic_docs!r}")
         if self.topic_words not in ("tfidf", "likelihood"):
             raise ConfigError(f"topic_words must be tfidf|likelihood, got {self.topic_words!r}")
+        if self.topic_rank not in ("probability", "relevance") or not 0 <= self.relevance_lambda <= 1:
+            raise ConfigError(f"topic_rank must be probability|relevance and relevance_lambda in [0, 1], got "
+                              f"{self.topic_rank!r}, {self.relevance_lambda}")
         if self.topic_min_docs > 1 and (self.topic_words != "tfidf" or self.topic_docs != "test"):
             raise ConfigError("topic_min_docs counts the test documents pooled into a tf-idf topic; it needs "
                               "topic_words=tfidf and topic_docs=test (or set topic_min_docs=1)")
@@ -302,7 +311,10 @@ class APTopicsFamily(Family):
                 pooled, _ = pool_words([d.words for d in train] + (words if with_test else []),
                                        tr["local"] + (res["local"] if with_test else []),
                                        tr["cluster"] + (res["cluster"] if with_test else []), o.topic_tf)
-        topics = top_words(mass, c.vocab.words, o.top_n) if likelihood else tfidf_topics(pooled, o.top_n)
+        relevance = o.relevance_lambda if o.topic_rank == "relevance" else None
+        p_w = unigram([d.ids.tolist() for d in splits.train], len(c.vocab)) if relevance is not None else None
+        topics = top_words(mass, c.vocab.words, o.top_n, p_w, relevance) if likelihood \
+            else tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
         single, used = sum(len(d) == 1 for d in contributors.values()), len(topics)
         if not likelihood and o.topic_min_docs > 1:
@@ -338,7 +350,7 @@ class APTopicsFamily(Family):
         if o.lda:
             n_lda = o.lda_topics or max(used, 2)  # as many as MPM's used clusters, before topic_min_docs
             lda = lda_topics([d.ids.tolist() for d in splits.train], [d.ids.tolist() for d in test], c.vocab.words,
-                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf, o.topic_min_docs)
+                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf, o.topic_min_docs, relevance)
             for name, tl in (("lda", lda["topics"]), ("lda_tfidf", lda["topics_tfidf"])):
                 s = score_all_protocols(tl, reference, o.coherence_protocol)
                 metrics.update({f"{name}_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})
@@ -393,11 +405,15 @@ def cluster_word_mass(model: MPM, docs: list[TopicDocument], cfg: Config, batch_
     return acc.cpu()
 
 
-def top_words(mass: torch.Tensor, vocab, top_n: int = 10) -> dict[int, list[str]]:
-    """Cluster l → the ``top_n`` words of row l of a :func:`cluster_word_mass`; clusters explaining no word
-    are unused."""
-    return {int(l): [vocab[v] for v in mass[l].topk(min(top_n, len(vocab))).indices.tolist()]
-            for l in (mass.sum(1) > 0.5).nonzero()[:, 0].tolist()}
+def top_words(mass: torch.Tensor, vocab, top_n: int = 10, p_w=None, relevance: float | None = None) -> dict[int, list[str]]:
+    """Cluster l → the ``top_n`` words of row l of a :func:`cluster_word_mass` (by probability, or by
+    relevance with λ = ``relevance`` against ``p_w``: :func:`~mpmkit_text.topics.rank_words`); clusters
+    explaining no word are unused."""
+    used = (mass.sum(1) > 0.5).nonzero()[:, 0].tolist()
+    if relevance is None:
+        return {int(l): [vocab[v] for v in mass[l].topk(min(top_n, len(vocab))).indices.tolist()] for l in used}
+    ranked = rank_words(mass[used].numpy(), p_w, relevance, top_n)
+    return {int(l): [vocab[v] for v in r] for l, r in zip(used, ranked)}
 
 
 def likelihood_topics(model: MPM, docs: list[TopicDocument], cfg: Config, vocab, top_n: int = 10,

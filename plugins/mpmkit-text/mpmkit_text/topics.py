@@ -88,6 +88,36 @@ def score_all_protocols(topics: Mapping | Sequence, reference: Sequence[Sequence
     return out
 
 
+def rank_words(p_wt: np.ndarray, p_w: np.ndarray | None = None, relevance: float | None = None,
+               top_n: int = 10) -> list[list[int]]:
+    """Top ``top_n`` word indices of each row of a topic-word distribution ``p_wt [T, V]``.
+
+    ``relevance=None``: by probability (the usual top words). ``relevance=λ`` ∈ [0, 1]: by Sievert &
+    Shirley's relevance λ log p(w | t) + (1 − λ) log(p(w | t) / p(w)), with ``p_w [V]`` the corpus's
+    unigram distribution; λ = 1 is probability, λ = 0 lift. Ties keep the lower index.
+    """
+    p = np.asarray(p_wt, np.float64)
+    p = p / np.clip(p.sum(1, keepdims=True), 1e-300, None)
+    if relevance is None:
+        score = p
+    else:
+        if not 0 <= relevance <= 1 or p_w is None:
+            raise ValueError(f"relevance needs λ in [0, 1] and the corpus distribution p_w, got λ={relevance}")
+        with np.errstate(divide="ignore"):
+            logp, logq = np.log(p), np.log(np.asarray(p_w, np.float64))
+        score = relevance * logp + (1 - relevance) * (logp - logq)
+        score = np.where(p > 0, score, -np.inf)
+    return [np.argsort(-row, kind="stable")[:top_n].tolist() for row in score]
+
+
+def unigram(ids: Sequence[Sequence[int]], vocab_size: int) -> np.ndarray:
+    """The corpus's word distribution p(w) over ``vocab_size`` words (add-one smoothed)."""
+    counts = np.ones(vocab_size)
+    for d in ids:
+        np.add.at(counts, np.asarray(d, np.int64), 1)
+    return counts / counts.sum()
+
+
 def bag_of_words(ids: Sequence[Sequence[int]], vocab_size: int):
     """Documents of vocabulary ids → a sparse ``[n_docs, V]`` count matrix."""
     from scipy.sparse import csr_matrix
@@ -100,13 +130,15 @@ def bag_of_words(ids: Sequence[Sequence[int]], vocab_size: int):
 
 
 def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: int, max_iter: int = 50,
-               top_n: int = 10, tf: str = "count", min_docs: int = 1) -> dict:
+               top_n: int = 10, tf: str = "count", min_docs: int = 1, relevance: float | None = None) -> dict:
     """scikit-learn LDA on the same observations; topics two ways.
 
     ``topics``: the usual top ``top_n`` words of each topic-word distribution.
     ``topics_tfidf``: the MPM rule applied to LDA (each test word to its argmax topic
     ∝ θ_dt β_tw, pooled per topic, tf-idf top ``top_n``, unused topics excluded; ``tf`` as in
     :func:`pool_words`; topics pooled from fewer than ``min_docs`` test documents left out).
+    ``relevance``: rank ``topics`` by relevance with that λ instead of probability (:func:`rank_words`,
+    p(w) = the training documents' unigram distribution).
     Also returns ``log_perplexity`` = log of sklearn's held-out perplexity (per word, from
     its variational bound) on the test documents.
     """
@@ -118,7 +150,8 @@ def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: i
                                     random_state=seed)
     lda.fit(x_train)
     beta = lda.components_ / lda.components_.sum(1, keepdims=True)  # [T, V]
-    topics = {t: [vocab[v] for v in np.argsort(-beta[t], kind="stable")[:top_n]] for t in range(n_topics)}
+    ranked = rank_words(beta, unigram(train_ids, V) if relevance is not None else None, relevance, top_n)
+    topics = {t: [vocab[v] for v in ranked[t]] for t in range(n_topics)}
     theta = lda.transform(x_test)  # [D, T]
     words = [[vocab[v] for v in d] for d in test_ids]
     local = [np.argmax(theta[i][:, None] * beta[:, np.asarray(d, np.int64)], 0) if len(d) else []

@@ -223,6 +223,44 @@ def test_likelihood_topics_match_a_direct_sum_and_ignore_padding(fitted, setup):
     assert m["mpm_n_topics"] == len(topics)
 
 
+def test_relevance_ranks_mpm_and_lda_topic_words_alike(fitted, setup):
+    """topic_rank=relevance: MPM's likelihood topics and LDA's top words are both ranked by
+    λ log p(w|t) + (1 − λ) log(p(w|t)/p(w)), p(w) from the training documents."""
+    import numpy as np
+    from mpmkit.runs import open_run
+    from mpmkit_text.family import cluster_word_mass
+    from mpmkit_text.topics import lda_topics, rank_words, unigram
+
+    # a hand case: probability ranks w0 > w1 > w2, lift and relevance at λ = 0.6 rank w1 first
+    p_wt, p_w = np.array([[0.5, 0.3, 0.2]]), np.array([0.6, 0.1, 0.3])
+    assert rank_words(p_wt, top_n=3) == rank_words(p_wt, p_w, 1.0, 3) == [[0, 1, 2]]
+    assert rank_words(p_wt, p_w, 0.0, 3) == rank_words(p_wt, p_w, 0.6, 3) == [[1, 0, 2]]
+    with pytest.raises(ValueError, match="relevance"):
+        rank_words(p_wt, None, 0.6)
+
+    run, _ = fitted
+    overrides = {"topic_words": "likelihood", "topic_docs": "train", "topic_rank": "relevance", "relevance_lambda": 0.3}
+    r = open_run(run, overrides=overrides)
+    vocab = load_corpus(r.cfg).vocab.words
+    train_ids = [d.ids.tolist() for d in r.splits.train]
+    mass = cluster_word_mass(r.model.eval(), list(r.splits.train), r.cfg)
+    used = [l for l in range(len(mass)) if float(mass[l].sum()) > 0.5]
+    expected = dict(zip(used, rank_words(mass[used].numpy(), unigram(train_ids, len(vocab)), 0.3, 10)))
+    m = evaluate_run(run, overrides=overrides)
+    lines = (run / "eval-relevance_lambda=0.3,topic_docs=train,topic_rank=relevance,topic_words=likelihood"
+             / "topics.txt").read_text().splitlines()
+    mpm = {int(ln.split("\t")[0]): ln.split("\t")[-1].split() for ln in lines if not ln.startswith("#") and not ln.startswith("lda")}
+    assert mpm == {l: [vocab[v] for v in ws] for l, ws in expected.items()} and m["mpm_n_topics"] == len(used)
+    lda = lda_topics(train_ids, [d.ids.tolist() for d in r.splits.test], vocab, m["lda_n_topics"], r.cfg.train.seed,
+                     r.cfg.family.lda_iter, 10, relevance=0.3)["topics"]
+    written = {ln.split("\t")[0]: ln.split("\t")[-1].split() for ln in lines if ln.startswith("lda")}
+    assert written == {f"lda{t}": ws for t, ws in lda.items()}
+    from mpmkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="relevance_lambda"):
+        config_for("ap-topics", {**setup[1], "relevance_lambda": 1.5})
+
+
 def test_log_perplexity_is_the_per_word_mixture_likelihood(fitted):
     """mpm_log_perplexity = -Σ_words log Σ_k (1/K) p_θ(x | z = k, λ̂) / #words, λ̂ inferred from each test
     document alone (no padding), summed here one document at a time."""
