@@ -111,7 +111,14 @@ def print_table(results: list[dict], protocol: str) -> None:
         for c in COLS:
             key = f"{p}_{c}" if c == "n_topics" else f"{p}_{protocol}_{c}"
             v = np.array([r[key] for r in results], float)
-            cells.append(f"{v.mean():.1f}" if c == "n_topics" else f"{v.mean():.3f} ± {v.std(ddof=1 if len(v) > 1 else 0):.3f}")
+            ok = v[np.isfinite(v)]  # NaN: no topic left in that seed (e.g. topic_min_docs filtered all)
+            if c == "n_topics":
+                cells.append(f"{v.mean():.1f}")
+            elif not len(ok):
+                cells.append("n/a")
+            else:
+                cell = f"{ok.mean():.3f} ± {ok.std(ddof=1 if len(ok) > 1 else 0):.3f}"
+                cells.append(cell + (f" ({len(ok)}/{len(v)} seeds)" if len(ok) < len(v) else ""))
         lp = {"mpm": "mpm_log_perplexity", "lda": "lda_log_perplexity", "ldax": "ldax_log_perplexity"}.get(p)
         lpv = np.array([r[lp] for r in results]) if lp else None
         cells.append(f"{lpv.mean():.3f} ± {lpv.std(ddof=1 if len(lpv) > 1 else 0):.3f}" if lpv is not None else "")

@@ -87,7 +87,8 @@ class APTopicsOptions:
     topic_min_docs: int = 1
     #: how topic-word distributions are ranked into top words (MPM's likelihood topics and LDA's top words
     #: alike): by probability, or by Sievert & Shirley's relevance with λ = relevance_lambda (p(w): the
-    #: training documents' unigram distribution), which demotes words frequent everywhere
+    #: training documents' unigram distribution), which demotes words frequent everywhere. MPM's tf-idf
+    #: topics (topic_words=tfidf) have no distribution to rank: there only LDA's top-word rows change
     topic_rank: Literal["probability", "relevance"] = "probability"
     relevance_lambda: float = 0.6
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
@@ -121,9 +122,10 @@ class APTopicsOptions:
                               f"got {self.topic_tf!r}, {self.topic_docs!r}")
         if self.topic_words not in ("tfidf", "likelihood"):
             raise ConfigError(f"topic_words must be tfidf|likelihood, got {self.topic_words!r}")
-        if self.topic_rank not in ("probability", "relevance") or not 0 <= self.relevance_lambda <= 1:
-            raise ConfigError(f"topic_rank must be probability|relevance and relevance_lambda in [0, 1], got "
-                              f"{self.topic_rank!r}, {self.relevance_lambda}")
+        if self.topic_rank not in ("probability", "relevance"):
+            raise ConfigError(f"topic_rank must be probability|relevance, got {self.topic_rank!r}")
+        if not 0 <= self.relevance_lambda <= 1:
+            raise ConfigError(f"relevance_lambda must be in [0, 1], got {self.relevance_lambda}")
         if self.topic_min_docs > 1 and (self.topic_words != "tfidf" or self.topic_docs != "test"):
             raise ConfigError("topic_min_docs counts the test documents pooled into a tf-idf topic; it needs "
                               "topic_words=tfidf and topic_docs=test (or set topic_min_docs=1)")
@@ -316,7 +318,10 @@ class APTopicsFamily(Family):
         topics = top_words(mass, c.vocab.words, o.top_n, p_w, relevance) if likelihood \
             else tfidf_topics(pooled, o.top_n)
         contributors = {t: contributors.get(t, set()) for t in topics}  # test documents pooled per topic
-        single, used = sum(len(d) == 1 for d in contributors.values()), len(topics)
+        used = len(topics)
+        # test articles pooled into a topic are known for tf-idf topics of the test articles only
+        single = sum(len(d) == 1 for d in contributors.values()) \
+            if o.topic_words == "tfidf" and o.topic_docs == "test" else None
         if not likelihood and o.topic_min_docs > 1:
             topics = {t: w for t, w in topics.items() if len(contributors[t]) >= o.topic_min_docs}
             contributors = {t: contributors[t] for t in topics}
@@ -334,8 +339,9 @@ class APTopicsFamily(Family):
             "mpm_log_perplexity": res["log_perplexity"],
             "mpm_neg_elbo_per_word": res["neg_elbo_per_word"],
             "mpm_docs_per_topic_median": float(np.median(n_docs)) if n_docs else float("nan"),
-            "mpm_single_doc_topics": single,  # tf-idf topics pooled from one test article (before topic_min_docs)
-            "topic_min_docs": o.topic_min_docs,
+            "mpm_single_doc_topics": single,  # tf-idf topics from one test article (before topic_min_docs); None otherwise
+            "topic_min_docs": o.topic_min_docs, "topic_rank": o.topic_rank,
+            "relevance_lambda": o.relevance_lambda if o.topic_rank == "relevance" else None,
             "num_test_docs": len(test), "num_test_words": res["n_words"], "vocab_size": len(c.vocab),
             "dropped_empty": c.dropped_empty, "num_global": o.num_global, "num_topics": o.num_topics,
             "coherence_reference": o.coherence_reference, "num_reference_docs": len(reference),
@@ -357,9 +363,11 @@ class APTopicsFamily(Family):
             metrics["lda_log_perplexity"] = lda["log_perplexity"]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        rule = "by tf-idf" if o.topic_words == "tfidf" else "of the likelihood"
+        rule = "by tf-idf" if o.topic_words == "tfidf" else \
+            f"of the likelihood by {o.topic_rank}" + (f" (λ = {o.relevance_lambda})" if relevance is not None else "")
         write_topics(out_dir / "topics.txt", topics, per_topic, contributors, lda,
-                     f"top words {rule}, {o.topic_docs} documents")
+                     f"top words {rule}, {o.topic_docs} documents",
+                     "probability" if relevance is None else f"relevance (λ = {o.relevance_lambda})")
         example = min(max(o.example_doc, 0), len(test) - 1)
         (out_dir / "fig6.md").write_text(fig6_table(c.documents[test[example].index], test[example],
                                                     res["local"][example], res["cluster"][example], topics, contributors))
@@ -409,10 +417,10 @@ def top_words(mass: torch.Tensor, vocab, top_n: int = 10, p_w=None, relevance: f
     """Cluster l → the ``top_n`` words of row l of a :func:`cluster_word_mass` (by probability, or by
     relevance with λ = ``relevance`` against ``p_w``: :func:`~mpmkit_text.topics.rank_words`); clusters
     explaining no word are unused."""
-    used = (mass.sum(1) > 0.5).nonzero()[:, 0].tolist()
-    if relevance is None:
-        return {int(l): [vocab[v] for v in mass[l].topk(min(top_n, len(vocab))).indices.tolist()] for l in used}
-    ranked = rank_words(mass[used].numpy(), p_w, relevance, top_n)
+    used = (mass.sum(1) > 0.5).nonzero()[:, 0].tolist() if mass.numel() else []
+    if not used:
+        return {}
+    ranked = rank_words(mass[used].numpy(), p_w, relevance, top_n)  # ties: the lower index, as for LDA
     return {int(l): [vocab[v] for v in r] for l, r in zip(used, ranked)}
 
 
@@ -445,7 +453,7 @@ def init_centres(model: MPM, train: list[TopicDocument], num_global: int, max_do
 
 
 def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, lda: dict | None,
-                 rule: str = "top words by tf-idf") -> None:
+                 rule: str = "top words by tf-idf", lda_rule: str = "probability") -> None:
     """One line per corpus-level topic: cluster, test documents pooled, coherences, top words.
 
     ``per_topic``: cluster -> {"umass": u, "npmi": n, "document_umass": ..., "gensim_npmi": ...}; the
@@ -463,7 +471,7 @@ def write_topics(path: Path, topics: dict, per_topic: dict, contributors: dict, 
         vals = "".join(f"{per_topic.get(t, {}).get(k, math.nan):.3f}\t" for k in keys)
         lines.append(f"{t}\t{len(contributors[t])}\t{vals}{' '.join(ws)}")
     if lda is not None:
-        lines.append("# LDA topics (top words of each topic-word distribution)")
+        lines.append(f"# LDA topics (top words of each topic-word distribution by {lda_rule})")
         lines += [f"lda{t}\t{' '.join(ws)}" for t, ws in lda["topics"].items()]
     path.write_text("\n".join(lines) + "\n")
 

@@ -98,14 +98,13 @@ def rank_words(p_wt: np.ndarray, p_w: np.ndarray | None = None, relevance: float
     """
     p = np.asarray(p_wt, np.float64)
     p = p / np.clip(p.sum(1, keepdims=True), 1e-300, None)
-    if relevance is None:
+    if relevance is None or relevance == 1:
         score = p
     else:
-        if not 0 <= relevance <= 1 or p_w is None:
-            raise ValueError(f"relevance needs λ in [0, 1] and the corpus distribution p_w, got λ={relevance}")
+        if not 0 <= relevance <= 1 or p_w is None or not (np.asarray(p_w) > 0).all():
+            raise ValueError(f"relevance needs λ in [0, 1] and a corpus distribution p_w > 0, got λ={relevance}")
         with np.errstate(divide="ignore"):
-            logp, logq = np.log(p), np.log(np.asarray(p_w, np.float64))
-        score = relevance * logp + (1 - relevance) * (logp - logq)
+            score = np.log(p) - (1 - relevance) * np.log(np.asarray(p_w, np.float64))
         score = np.where(p > 0, score, -np.inf)
     return [np.argsort(-row, kind="stable")[:top_n].tolist() for row in score]
 

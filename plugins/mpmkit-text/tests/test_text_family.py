@@ -237,6 +237,10 @@ def test_relevance_ranks_mpm_and_lda_topic_words_alike(fitted, setup):
     assert rank_words(p_wt, p_w, 0.0, 3) == rank_words(p_wt, p_w, 0.6, 3) == [[1, 0, 2]]
     with pytest.raises(ValueError, match="relevance"):
         rank_words(p_wt, None, 0.6)
+    with pytest.raises(ValueError, match="p_w > 0"):
+        rank_words(p_wt, np.array([0.5, 0.5, 0.0]), 0.6)
+    assert rank_words(np.array([[0.1, 0.2, 0.7, 0.0]]), np.array([0.5, 0.5, 0.0, 0.0]), 1.0, 4) == [[2, 1, 0, 3]]
+    assert rank_words(np.array([[1.0, 1.0, 0.0]]), top_n=5) == [[0, 1, 2]]  # ties: the lower index; top_n > V
 
     run, _ = fitted
     overrides = {"topic_words": "likelihood", "topic_docs": "train", "topic_rank": "relevance", "relevance_lambda": 0.3}
@@ -255,6 +259,9 @@ def test_relevance_ranks_mpm_and_lda_topic_words_alike(fitted, setup):
                      r.cfg.family.lda_iter, 10, relevance=0.3)["topics"]
     written = {ln.split("\t")[0]: ln.split("\t")[-1].split() for ln in lines if ln.startswith("lda")}
     assert written == {f"lda{t}": ws for t, ws in lda.items()}
+    assert any("by relevance (λ = 0.3)" in ln for ln in lines if ln.startswith("# LDA"))
+    assert m["topic_rank"] == "relevance" and m["relevance_lambda"] == 0.3
+    assert m["mpm_single_doc_topics"] is None  # not known for likelihood topics of the training articles
     from mpmkit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="relevance_lambda"):
