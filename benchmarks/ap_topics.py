@@ -47,7 +47,7 @@ def lda_extra(run: Path, n_topics: int, overrides: dict | None = None) -> dict:
     c, o = load_corpus(r.cfg), r.cfg.family
     lda = lda_topics([d.ids.tolist() for d in c.train], [d.ids.tolist() for d in c.test], c.vocab.words, n_topics,
                      r.cfg.train.seed, o.lda_iter, o.top_n,
-                     relevance=o.relevance_lambda if o.topic_rank == "relevance" else None)
+                     relevance=o.relevance)
     ref = c.test if o.coherence_reference == "test" else c.train
     s = score_all_protocols(lda["topics"], [reference_tokens(c.documents[d.index].text) for d in ref],
                             o.coherence_protocol)

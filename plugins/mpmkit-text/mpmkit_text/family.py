@@ -91,6 +91,11 @@ class APTopicsOptions:
     #: topics (topic_words=tfidf) have no distribution to rank: there only LDA's top-word rows change
     topic_rank: Literal["probability", "relevance"] = "probability"
     relevance_lambda: float = 0.6
+
+    @property
+    def relevance(self) -> float | None:
+        """λ of the relevance ranking, or None for the probability ranking."""
+        return self.relevance_lambda if self.topic_rank == "relevance" else None
     #: coherence protocol of the unprefixed metrics (mpm_umass_mean, ...): "document" (whole test documents,
     #: UMass +1), "gensim" (gensim's u_mass / c_npmi, 10-token windows) or "scholar" ("document" with NPMI 0
     #: for a pair that never co-occurs); every protocol is also written
@@ -313,7 +318,8 @@ class APTopicsFamily(Family):
                 pooled, _ = pool_words([d.words for d in train] + (words if with_test else []),
                                        tr["local"] + (res["local"] if with_test else []),
                                        tr["cluster"] + (res["cluster"] if with_test else []), o.topic_tf)
-        relevance = o.relevance_lambda if o.topic_rank == "relevance" else None
+        relevance = o.relevance
+        # p(w) of the relevance ranking: the training documents' words, for MPM's likelihood topics and LDA alike
         p_w = unigram([d.ids.tolist() for d in splits.train], len(c.vocab)) if relevance is not None else None
         topics = top_words(mass, c.vocab.words, o.top_n, p_w, relevance) if likelihood \
             else tfidf_topics(pooled, o.top_n)
@@ -341,7 +347,7 @@ class APTopicsFamily(Family):
             "mpm_docs_per_topic_median": float(np.median(n_docs)) if n_docs else float("nan"),
             "mpm_single_doc_topics": single,  # tf-idf topics from one test article (before topic_min_docs); None otherwise
             "topic_min_docs": o.topic_min_docs, "topic_rank": o.topic_rank,
-            "relevance_lambda": o.relevance_lambda if o.topic_rank == "relevance" else None,
+            "relevance_lambda": relevance,
             "num_test_docs": len(test), "num_test_words": res["n_words"], "vocab_size": len(c.vocab),
             "dropped_empty": c.dropped_empty, "num_global": o.num_global, "num_topics": o.num_topics,
             "coherence_reference": o.coherence_reference, "num_reference_docs": len(reference),
@@ -356,18 +362,17 @@ class APTopicsFamily(Family):
         if o.lda:
             n_lda = o.lda_topics or max(used, 2)  # as many as MPM's used clusters, before topic_min_docs
             lda = lda_topics([d.ids.tolist() for d in splits.train], [d.ids.tolist() for d in test], c.vocab.words,
-                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf, o.topic_min_docs, relevance)
+                             n_lda, seed, o.lda_iter, o.top_n, o.topic_tf, o.topic_min_docs, relevance, p_w)
             for name, tl in (("lda", lda["topics"]), ("lda_tfidf", lda["topics_tfidf"])):
                 s = score_all_protocols(tl, reference, o.coherence_protocol)
                 metrics.update({f"{name}_{k}": v for k, v in s.items() if not k.endswith("_per_topic")})
             metrics["lda_log_perplexity"] = lda["log_perplexity"]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        rule = "by tf-idf" if o.topic_words == "tfidf" else \
-            f"of the likelihood by {o.topic_rank}" + (f" (λ = {o.relevance_lambda})" if relevance is not None else "")
+        ranking = "probability" if relevance is None else f"relevance (λ = {relevance})"
+        rule = "by tf-idf" if o.topic_words == "tfidf" else f"of the likelihood by {ranking}"
         write_topics(out_dir / "topics.txt", topics, per_topic, contributors, lda,
-                     f"top words {rule}, {o.topic_docs} documents",
-                     "probability" if relevance is None else f"relevance (λ = {o.relevance_lambda})")
+                     f"top words {rule}, {o.topic_docs} documents", ranking)
         example = min(max(o.example_doc, 0), len(test) - 1)
         (out_dir / "fig6.md").write_text(fig6_table(c.documents[test[example].index], test[example],
                                                     res["local"][example], res["cluster"][example], topics, contributors))

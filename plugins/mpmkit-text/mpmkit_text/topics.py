@@ -129,7 +129,8 @@ def bag_of_words(ids: Sequence[Sequence[int]], vocab_size: int):
 
 
 def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: int, max_iter: int = 50,
-               top_n: int = 10, tf: str = "count", min_docs: int = 1, relevance: float | None = None) -> dict:
+               top_n: int = 10, tf: str = "count", min_docs: int = 1, relevance: float | None = None,
+               p_w: np.ndarray | None = None) -> dict:
     """scikit-learn LDA on the same observations; topics two ways.
 
     ``topics``: the usual top ``top_n`` words of each topic-word distribution.
@@ -137,7 +138,7 @@ def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: i
     ∝ θ_dt β_tw, pooled per topic, tf-idf top ``top_n``, unused topics excluded; ``tf`` as in
     :func:`pool_words`; topics pooled from fewer than ``min_docs`` test documents left out).
     ``relevance``: rank ``topics`` by relevance with that λ instead of probability (:func:`rank_words`,
-    p(w) = the training documents' unigram distribution).
+    ``p_w`` = the training documents' unigram distribution, computed here unless passed).
     Also returns ``log_perplexity`` = log of sklearn's held-out perplexity (per word, from
     its variational bound) on the test documents.
     """
@@ -149,7 +150,9 @@ def lda_topics(train_ids, test_ids, vocab: Sequence[str], n_topics: int, seed: i
                                     random_state=seed)
     lda.fit(x_train)
     beta = lda.components_ / lda.components_.sum(1, keepdims=True)  # [T, V]
-    ranked = rank_words(beta, unigram(train_ids, V) if relevance is not None else None, relevance, top_n)
+    if relevance is not None and p_w is None:
+        p_w = unigram(train_ids, V)
+    ranked = rank_words(beta, p_w, relevance, top_n)
     topics = {t: [vocab[v] for v in ranked[t]] for t in range(n_topics)}
     theta = lda.transform(x_test)  # [D, T]
     words = [[vocab[v] for v in d] for d in test_ids]
