@@ -198,7 +198,10 @@ class PyroSVI(PyroSolverBase):
             raise ValueError("need lr > 0, 0 < lr_decay <= 1 and init_scale > 0")
         self.num_steps, self.lr, self.lr_decay = num_steps, lr, lr_decay
         self.guide, self.init_scale, self.num_particles = guide, init_scale, num_particles
-        self.what = f"SVI with guide={guide!r}"
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return f"SVI with guide={self.guide!r}"
 
     @property
     def needs_proper_prior(self) -> bool:
