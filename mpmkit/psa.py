@@ -151,9 +151,10 @@ class PSAPrior(Prior):
         return self.base.minorizer(unpack(lam).mu)
 
 
-def var_prior(values) -> tuple[float, float]:
+def var_prior(values, local: str = "psa") -> tuple[float, float]:
     """A family's ``psa_var_prior`` option ``[α, β]`` checked: ``[0, 0]`` (flat, PSA's maximum
-    likelihood) or both > 0 (IG(α, β) on each σ², see :class:`PSAPrior`)."""
+    likelihood) or both > 0 (IG(α, β) on each σ², see :class:`PSAPrior`). A prior is refused
+    unless the family's ``local`` model is ``psa``: the paper's local GMM has no variances."""
     from .errors import ConfigError
 
     vals = list(values)
@@ -163,6 +164,9 @@ def var_prior(values) -> tuple[float, float]:
     if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0 or (a > 0) != (b > 0):
         raise ConfigError(f"psa_var_prior must be [0, 0] (flat) or two numbers > 0 (an inverse-gamma prior "
                           f"on each variance, e.g. [1.0, 0.01]), got {vals}")
+    if a > 0 and local != "psa":
+        raise ConfigError(f"psa_var_prior={vals} puts a prior on PSA's variances, but local={local!r} has none "
+                          "(σ = 1); set local=psa, or leave psa_var_prior at [0, 0]")
     return a, b
 
 

@@ -451,3 +451,17 @@ def test_learned_posterior_refuses_psa_lambda_and_names_the_solvers_that_can():
     assert "psa-em" in str(exc.value) and "learned-posterior" not in str(exc.value).split("Solvers that can:")[1]
     LearnedPosterior().check(InnerProblem(g=None, mask=None, prior=FlatPrior(), potential=EuclideanPotential(),
                                           lam0=None, log_pz=None))
+
+
+def test_the_variance_prior_option_is_checked_and_refused_without_psa_variances():
+    from mpmkit.errors import ConfigError
+    from mpmkit.psa import var_prior
+
+    assert var_prior([0, 0]) == (0.0, 0.0) and var_prior([1, 0.01]) == (1.0, 0.01)
+    assert var_prior([0.0, 0.0], "mpm") == (0.0, 0.0)  # the flat default is the paper's model too
+    for bad in ([1.0], [1.0, 0.0], [-1.0, 1.0], [float("nan"), 1.0], [True, 1.0]):
+        with pytest.raises(ConfigError, match="psa_var_prior"):
+            var_prior(bad)
+    # the paper's local GMM has σ = 1: a prior on its variances would be silently unused
+    with pytest.raises(ConfigError, match="local='mpm' has none .*set local=psa"):
+        var_prior([1.0, 0.01], "mpm")

@@ -87,7 +87,7 @@ class TetrominoesOptions:
         return self.num_objects[0] if len(self.num_objects) == 1 else tuple(self.num_objects)
 
     def validate(self) -> None:
-        var_prior(self.psa_var_prior)
+        var_prior(self.psa_var_prior, self.local)
         if self.num_images < 10:
             raise ConfigError(f"num_images must be >= 10 for an 80/10/10 split, got {self.num_images}")
         if self.num_slots < 2 or self.num_global < 1:

@@ -151,6 +151,8 @@ def test_family_options(tmp_path):
     assert not model.prior.proper and model.prior.var_shape == 0.0
     with pytest.raises(ConfigError, match="psa_var_prior"):
         config_for("tetrominoes", {"psa_var_prior": [1.0]})
+    with pytest.raises(ConfigError, match="set local=psa"):  # the paper's local GMM has no variances
+        config_for("tetrominoes", {"psa_var_prior": [1.0, 0.01]})
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ class SpiralOptions:
     ard_prune: float = 0.0  #: PSA at test time: > 0 annihilates slots explaining < this fraction of a dataset
 
     def validate(self) -> None:
-        var_prior(self.psa_var_prior)
+        var_prior(self.psa_var_prior, self.local)
         if self.num_clusters < 2:
             raise ConfigError(f"num_clusters must be >= 2, got {self.num_clusters}")
         if self.num_val < 0 or self.num_test < 1 or self.num_datasets - self.num_val - self.num_test < 1:

@@ -112,7 +112,7 @@ class APTopicsOptions:
     example_doc: int = 0  #: test document shown in fig6.md
 
     def validate(self) -> None:
-        var_prior(self.psa_var_prior)
+        var_prior(self.psa_var_prior, self.local)
         for key in ("max_docs", "min_count", "num_topics", "num_global", "slot_dim", "hidden", "position_buckets",
                     "top_n", "lda_iter", "encode_batch", "max_length", "topic_min_docs"):
             if getattr(self, key) < (0 if key == "max_docs" else 1):
