@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any
 
+from .config import coerce
 from .errors import ConfigError, IncompatibleSolverError
 from .plugins import registry
 from .solvers import InnerProblem, Solver
@@ -28,7 +30,14 @@ def make_solver(name: str, backward: str = "full", **options: Any) -> Solver:
     bad = sorted(set(options) - set(accepted))
     if complete and bad:  # **kw passed along to FixedPointSolver: its names are the last word
         raise refuse(bad)
-    return factory(backward=backward, **options)
+    hints = _option_types(factory)
+    options = {k: coerce(f"solver_options.{k}", hints[k], v) if k in hints else v for k, v in options.items()}
+    try:
+        return factory(backward=backward, **options)
+    except (ValueError, TypeError) as exc:  # a value the solver refuses: a config error, not a crash
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        raise ConfigError(f"solver {name!r} refused its options ({shown}): {exc}; fix solver_options, e.g. "
+                          f"--set 'solver_options={{...}}'") from exc
 
 
 def solver_from_config(cfg, local: str = "mpm", **defaults) -> Solver:
@@ -58,6 +67,21 @@ def _options_of(factory) -> tuple[list[str], bool]:
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             return names, is_class and readable
     return names, False
+
+
+def _option_types(factory) -> dict[str, Any]:
+    """Annotated types of a solver factory's keyword options (the first annotation of a name wins,
+    following ``**kw`` up the classes); names whose annotation cannot be resolved are left out."""
+    types: dict[str, Any] = {}
+    for fn in [c.__init__ for c in factory.__mro__] if isinstance(factory, type) else [factory]:
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # noqa: BLE001 - an unresolvable annotation only means the value is not checked
+            continue
+        for k, tp in hints.items():
+            types.setdefault(k, tp)
+    types.pop("return", None)
+    return types
 
 
 def compatible_solvers(problem: InnerProblem) -> list[str]:

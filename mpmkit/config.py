@@ -183,6 +183,11 @@ def build_config(family_name: str, family_options: type, values: dict[str, Any],
 def _instantiate(cls: type, values: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {name: coerce(name, hints[name], value) for name, value in values.items()}
+    required = [f.name for f in fields(cls) if f.init and f.name not in kwargs
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ConfigError(f"config key(s) {', '.join(map(repr, required))} have no default and must be given, "
+                          f"e.g. --set {required[0]}=...")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if callable(check):
@@ -210,6 +215,11 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[float, float]: fixed length, per-slot types
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config key {key!r} must be a list of {len(args)} values, e.g. --set "
+                              f"'{key}=[{', '.join('...' for _ in args)}]', got {value!r}")
+        return tuple(coerce(f"{key}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
     if origin in (list, tuple):
         if isinstance(value, (int, float, str)) and not isinstance(value, bool) and args:
             value = [value]

@@ -107,3 +107,35 @@ def test_every_registered_solver_names_an_unknown_option():
     for name in registry("solver").names():
         with pytest.raises(ConfigError, match=f"solver '{name}' does not take option\\(s\\) 'num_step'; its options: "):
             make_solver(name, num_step=5)
+
+
+def test_a_field_without_a_default_is_a_required_key_and_fixed_tuples_are_checked():
+    from dataclasses import field
+
+    @dataclass
+    class Needs:
+        data_path: str
+        window: tuple[float, float] = (0.0, 1.0)
+        sizes: list[int] = field(default_factory=list)
+
+    with pytest.raises(ConfigError, match=r"config key\(s\) 'data_path' have no default and must be given, "
+                                          r"e.g. --set data_path=\.\.\."):
+        build_config("fam", Needs, {})
+    cfg = build_config("fam", Needs, {"data_path": "x", "window": [1, 2], "sizes": 3})
+    assert cfg.window == (1.0, 2.0) and cfg.sizes == [3]
+    for bad in ([1, 2, 3], 5, "a"):
+        with pytest.raises(ConfigError, match=r"'window' must be a list of 2 values"):
+            build_config("fam", Needs, {"data_path": "x", "window": bad})
+    with pytest.raises(ConfigError, match=r"'window\[1\]' must be a number"):
+        build_config("fam", Needs, {"data_path": "x", "window": [1, "b"]})
+
+
+def test_a_value_the_solver_refuses_is_a_config_error_naming_solver_and_option(toy_host):
+    from mpmkit.components import make_solver
+
+    with pytest.raises(ConfigError, match=r"solver 'pyro-svi' refused its options \(guide='bogus'\): .*bogus"):
+        make_solver("pyro-svi", guide="bogus")
+    # values are checked against the solver's own annotations (tol: float | None), as config keys are
+    with pytest.raises(ConfigError, match=r"'solver_options.tol' must be a number, got 'abc'"):
+        make_solver("gradient", tol="abc")
+    assert make_solver("gradient", tol=1, step_size="0.25").tol == 1.0
