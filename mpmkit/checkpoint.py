@@ -37,7 +37,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_value) + "\n")
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with numpy/torch numbers and arrays (and paths) turned into JSON's own types."""
+    return json.loads(json.dumps(obj, default=_json_value))
+
+
+def _json_value(obj: Any) -> Any:
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy scalars and arrays, torch tensors
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable ({obj!r:.80}); return numbers, strings, "
+                    "lists or dicts from evaluate()")
 
 
 def save(ckpt_dir: Path, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any],

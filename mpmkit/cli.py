@@ -42,6 +42,8 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{p.name} {p.version or ''} ({p.source})".replace("  ", " "))
         for kind, names in sorted(p.registers.items()):
             click.echo(f"  {kind}: {', '.join(names)}")
+        if not p.registers:
+            click.echo("  registers nothing: are its hook functions (register_families, ...) marked @mpmkit.hookimpl?")
     for e in h.load_errors:
         click.echo(f"{e.name}: FAILED TO LOAD: {e.error}")
 
@@ -63,10 +65,11 @@ def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: s
     from . import distributed
     from .config import load_file, parse_overrides
     from .errors import ConfigError
-    from .runs import config_for, evaluate_run, make_family
+    from .runs import config_for, evaluate_run, family_class, make_family
     from .training import Trainer
 
     try:
+        family_class(family)  # an unknown name lists the families before anything else is read
         values = {}
         if resume and (Path(out) / "config.json").exists():  # start from the run's own config
             try:
@@ -74,6 +77,9 @@ def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: s
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{str(Path(out) / 'config.json')!r} is corrupted ({exc}); restore it from a "
                                   "checkpoint's state.json (key 'config')") from exc
+            if saved.get("family", family) != family:  # before its keys are read as this family's
+                raise ConfigError(f"{out!r} is a {saved['family']!r} run, not {family!r}; resume it with "
+                                  f"`mpmkit fit {saved['family']} --out {out} --resume`")
             values = {**saved.get("train", {}), **saved.get("options", {})}
         values.update(load_file(config_file) if config_file else {})
         values.update(parse_overrides(list(overrides)))

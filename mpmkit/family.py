@@ -22,9 +22,11 @@ class Splits:
 
 
 class Family(ABC):
-    """Subclass, set ``name``, ``options`` (a dataclass of family options) and implement the three builders.
+    """Subclass, set ``options`` (a dataclass of family options; a field without a default is a required
+    config key) and implement the three builders; register the class under its name.
 
-    ``defaults`` overrides core training defaults (epochs, lr, ...) for this family.
+    ``defaults`` overrides core training defaults (epochs, lr, ...) for this family. ``name`` and
+    ``description`` document it; the registered name is the one used.
     """
 
     name: ClassVar[str] = ""
@@ -42,4 +44,5 @@ class Family(ABC):
 
     @abstractmethod
     def evaluate(self, model: MPM, splits: Splits, cfg: Config, out_dir: Path) -> dict[str, Any]:
-        """Metrics on the test split (figures may be written to ``out_dir``)."""
+        """Metrics on the test split, JSON values (numpy/torch numbers are converted); figures and
+        other outputs may be written to ``out_dir``, which exists."""

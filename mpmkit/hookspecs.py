@@ -25,7 +25,8 @@ def register_priors(register: Register) -> None:
 
 @hookspec
 def register_likelihoods(register: Register) -> None:
-    """Register likelihood families p_θ: ``register(name, Likelihood subclass or factory)``."""
+    """Register likelihood families p_θ: ``register(name, Likelihood subclass or factory)``; the core calls
+    none itself, so the factory's arguments are those the families that look it up pass."""
 
 
 @hookspec

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import os
 import sys
@@ -80,6 +81,11 @@ class PluginHost:
                 continue
             version = ep.dist.version if ep.dist is not None else None
             self.register(module, name=ep.name, version=version, source="entry-point", strict=strict)
+        installed = {ep.name for ep in md.entry_points(group=GROUP)}
+        for missing in sorted(only - installed):  # a typo in the variable would otherwise load nothing, silently
+            self._fail(missing, PluginError(f"MPMKIT_LOAD_PLUGINS names {missing!r}, which is not an installed "
+                                            f"mpmkit plugin; installed: {', '.join(sorted(installed)) or 'none'}"),
+                       strict, what="lookup")
         return self
 
     def register(self, plugin: ModuleType | Any, name: str | None = None, version: str | None = None,
@@ -95,6 +101,7 @@ class PluginHost:
         added: list[tuple[str, str]] = []
         in_pm = False
         try:
+            _check_hook_names(self.pm, plugin)
             self.pm.register(plugin, name=name)
             in_pm = True
             for hook_name, kind in hookspecs.KINDS.items():
@@ -142,6 +149,17 @@ class PluginHost:
     # -- lookup ----------------------------------------------------------------------------
     def __getitem__(self, kind: str) -> Registry:
         return self.registries[kind]
+
+
+def _check_hook_names(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Refuse a function marked ``@hookimpl`` whose name is not one of mpmkit's hooks (pluggy would
+    keep it, never call it, and the plugin would register nothing without a word)."""
+    for attr in dir(plugin):
+        if attr not in hookspecs.KINDS and pm.parse_hookimpl_opts(plugin, attr) is not None:
+            close = difflib.get_close_matches(attr, list(hookspecs.KINDS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise PluginError(f"{attr!r} is marked @hookimpl but is not an mpmkit hook.{hint} "
+                              f"Hooks: {', '.join(hookspecs.KINDS)}")
 
 
 def _env_flag(name: str) -> bool:

@@ -1,6 +1,7 @@
 """Open a finished (or interrupted) run directory: its config, family, data and weights."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .config import Config, build_config
-from .errors import CheckpointError
+from .errors import CheckpointError, PluginError
 from .family import Family, Splits
 from .model import MPM
 from .plugins import registry
@@ -25,12 +26,26 @@ class Run:
     checkpoint: Path
 
 
+def family_class(name: str) -> type[Family]:
+    """The registered family ``name``, checked: a :class:`Family` subclass whose ``options`` is a dataclass."""
+    entry = registry("family").entry(name)
+    obj = entry.obj
+    if not (isinstance(obj, type) and issubclass(obj, Family)):
+        raise PluginError(f"family {name!r} of plugin {entry.plugin!r} must be registered as a subclass of "
+                          f"mpmkit.Family (the class, not an instance), got {obj!r}")
+    if not (isinstance(getattr(obj, "options", None), type) and dataclasses.is_dataclass(obj.options)):
+        raise PluginError(f"family {name!r} ({obj.__name__}, plugin {entry.plugin!r}) needs `options = "
+                          "SomeDataclass`, whose fields are its config keys (an empty @dataclass if it has none); "
+                          f"got {getattr(obj, 'options', None)!r}")
+    return obj
+
+
 def make_family(name: str) -> Family:
-    return registry("family").get(name)()
+    return family_class(name)()
 
 
 def config_for(family_name: str, values: dict[str, Any]) -> Config:
-    fam_cls = registry("family").get(family_name)
+    fam_cls = family_class(family_name)
     return build_config(family_name, fam_cls.options, values, fam_cls.defaults)
 
 
@@ -80,7 +95,8 @@ def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, 
         tag = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
         tag = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in tag)
         out_dir, name = run_dir / f"eval-{tag}", f"metrics-{tag}.json"
-    metrics = run.family.evaluate(run.model, run.splits, run.cfg, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = ckpt.plain(run.family.evaluate(run.model, run.splits, run.cfg, out_dir))
     metrics = {"family": run.cfg.family_name, "checkpoint": run.checkpoint.name, **metrics}
     if overrides:
         metrics["overrides"] = dict(overrides)

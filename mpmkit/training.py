@@ -317,9 +317,9 @@ class Trainer:
                         self._save(model, opt, sched, step, epoch, pos, best)
                 if pos >= len(order):  # epoch finished
                     val = self.validate(model, splits)
+                    log.write(step, {"epoch": epoch, "val_loss": val})  # the epoch it ends, as its training rows
                     epoch, pos = epoch + 1, 0
                     sched.step()
-                    log.write(step, {"epoch": epoch, "val_loss": val})
                     if val < best:
                         best = val
                         self._save(model, opt, sched, step, epoch, pos, best, pointer="best")

@@ -258,6 +258,14 @@ def unknown_family(tmp_path, mp):
     return cli("fit", "toyy", "--out", out, "--resume"), snapshot(out) == before
 
 
+@case("resume with another family", "is a 'toy' run, not 'spiral-gmm'", "mpmkit fit toy --out")
+def resume_other_family(tmp_path, mp):
+    # checked before the run's keys are read as the other family's (which named a key, not the cause)
+    out = run(tmp_path)
+    before = snapshot(out)
+    return cli("fit", "spiral-gmm", "--out", out, "--resume"), snapshot(out) == before
+
+
 @case("unknown solver name", "unknown solver 'nuts'", "coordinate-ascent")
 def unknown_solver(tmp_path, mp):
     return cli("fit", "toy", "--set", "solver=nuts", "--out", Path(tmp_path) / "x"), True

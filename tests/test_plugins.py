@@ -263,3 +263,39 @@ def test_docs_cover_the_loader_variables_group_and_testing_helpers():
 
     for helper in mpmkit.testing.__all__:
         assert f"`{helper}(" in text, f"docs/plugins.md does not document mpmkit.testing.{helper}"
+
+
+def test_a_misspelled_hook_is_refused_with_the_hook_it_meant():
+    # pluggy keeps an impl without a spec and never calls it: the plugin would register nothing, silently
+    mod = types.ModuleType("typo_plugin")
+
+    @hookimpl
+    def register_family(register):  # singular: not a hook
+        register("x", object)
+
+    mod.register_family = register_family
+    with pytest.raises(PluginError, match="'register_family' is marked @hookimpl but is not an mpmkit hook. "
+                                          "Did you mean 'register_families'"):
+        PluginHost().register(mod, name="typo", strict=True)
+    h = PluginHost()
+    assert h.register(mod, name="typo", strict=False) is None and h.load_errors[0].name == "typo"
+    assert "typo" not in h.plugins and h.pm.get_plugin("typo") is None  # nothing of it stays
+
+
+def test_load_plugins_env_names_an_entry_point_that_is_not_installed(monkeypatch):
+    fake_entry_point(monkeypatch, "alpha", plugin(register_priors=[("alpha-prior", object)]), replace=True)
+    monkeypatch.setenv("MPMKIT_LOAD_PLUGINS", "alpha,alhpa")
+    h = PluginHost().load(strict=False)
+    assert "alpha" in h.plugins
+    [err] = h.load_errors
+    assert err.name == "alhpa" and "not an installed mpmkit plugin; installed: alpha" in err.error
+    with pytest.raises(PluginError, match="'alhpa'"):
+        PluginHost().load(strict=True)
+
+
+def test_the_plugins_command_hints_at_a_plugin_that_registers_nothing(monkeypatch):
+    mod = types.ModuleType("unmarked")
+    mod.register_families = lambda register: register("never", object)  # no @hookimpl: pluggy ignores it
+    fake_entry_point(monkeypatch, "unmarked", mod, replace=True)
+    out = CliRunner().invoke(cli, ["plugins"]).output
+    assert "unmarked" in out and "registers nothing: are its hook functions" in out

@@ -177,3 +177,79 @@ def test_resume_run_saved_before_keys_existed(tmp_path, toy_host):
     a, _ = final_params(full)
     b, state = final_params(cut)
     assert state["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_rows_carry_the_epoch_they_end(tmp_path, toy_host):
+    fit(tmp_path / "run", epochs=3)
+    import csv
+
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    val_epochs = [int(float(r["epoch"])) for r in rows if r["val_loss"]]
+    assert val_epochs == [0, 1, 2]
+    for e in val_epochs:  # the last training row before each validation row is from the same epoch
+        i = next(i for i, r in enumerate(rows) if r["val_loss"] and int(float(r["epoch"])) == e)
+        assert int(float(rows[i - 1]["epoch"])) == e and not rows[i - 1]["val_loss"]
+
+
+def test_evaluate_makes_its_folder_and_writes_numpy_and_torch_values_as_json(tmp_path, toy_host, monkeypatch):
+    import numpy as np
+
+    from toy import ToyFamily
+
+    seen = {}
+
+    def evaluate(self, model, splits, cfg, out_dir):
+        (out_dir / "extra.txt").write_text("written by the family")  # no mkdir of its own
+        seen["dir"] = out_dir
+        return {"a": np.float32(0.5), "n": np.int64(3), "v": np.arange(3), "t": torch.tensor([1.5, 2.0]),
+                "nan": float("nan"), "path": out_dir / "extra.txt"}
+
+    fit(tmp_path / "run", epochs=1)
+    monkeypatch.setattr(ToyFamily, "evaluate", evaluate)
+    m = evaluate_run(tmp_path / "run", overrides={"inner_steps": 4})
+    assert (seen["dir"] / "extra.txt").exists() and seen["dir"].name == "eval-inner_steps=4"
+    assert {k: m[k] for k in ("a", "n", "v", "t")} == {"a": 0.5, "n": 3, "v": [0, 1, 2], "t": [1.5, 2.0]}
+    assert type(m["n"]) is int and m["nan"] != m["nan"] and m["path"].endswith("extra.txt")
+    on_disk = json.loads((tmp_path / "run" / "metrics-inner_steps=4.json").read_text())
+    assert on_disk["v"] == [0, 1, 2] and on_disk["t"] == [1.5, 2.0]
+    monkeypatch.setattr(ToyFamily, "evaluate", lambda *a: {"bad": object()})
+    with pytest.raises(TypeError, match="object is not JSON-serialisable .*return numbers"):
+        evaluate_run(tmp_path / "run")
+
+
+def test_a_family_registered_wrongly_is_named_with_the_fix(tmp_path):
+    import types as pytypes
+    from dataclasses import dataclass
+
+    from mpmkit import hookimpl
+    from mpmkit.errors import PluginError
+    from mpmkit.family import Family
+    from mpmkit.testing import registered
+
+    class NoOptions(Family):
+        def build_data(self, cfg): ...
+        def build_model(self, cfg): ...
+        def evaluate(self, model, splits, cfg, out_dir): ...
+
+    @dataclass
+    class Opts:
+        path: str
+
+    class Required(NoOptions):
+        options = Opts
+
+    mod = pytypes.ModuleType("wrong_families")
+    mod.register_families = hookimpl(lambda register: [register("an-instance", Required()),
+                                                       register("no-options", NoOptions),
+                                                       register("required", Required)])
+    with registered(mod, name="wrong-families"):
+        with pytest.raises(PluginError, match="'an-instance' of plugin 'wrong-families' must be registered as a "
+                                              "subclass of mpmkit.Family"):
+            config_for("an-instance", {})
+        with pytest.raises(PluginError, match="'no-options' .* needs `options = SomeDataclass`"):
+            make_family("no-options")
+        with pytest.raises(ConfigError, match="'path' have no default"):
+            config_for("required", {})
+        r = CliRunner().invoke(main, ["fit", "no-options", "--out", str(tmp_path / "x")])
+        assert r.exit_code != 0 and "needs `options = SomeDataclass`" in r.output and "Traceback" not in r.output
