@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,4 +102,6 @@ def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, 
     if overrides:
         metrics["overrides"] = dict(overrides)
     ckpt.atomic_write_json(run_dir / name, metrics)
+    print(f"mpmkit: metrics written to {run_dir / name}" + (f", outputs to {out_dir}/" if overrides else ""),
+          file=sys.stderr)
     return metrics

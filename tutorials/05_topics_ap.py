@@ -138,7 +138,8 @@ print("metrics:", json.dumps({k: v for k, v in metrics.items() if k.startswith("
 # p_θ(x | μ_ik) summed over the local topics assigned to the cluster, a topic-word distribution like
 # LDA's. (At full scale that set-up is where MPM beats LDA of the same size on UMass, and on NPMI
 # when unseen pairs score −1 but not when they score 0; see benchmarks/RESULTS.md.) A variant evaluation writes `metrics-KEY=VALUE.json` and its topics to
-# `eval-KEY=VALUE/`, and keeps the run's own metrics and topics.
+# `eval-KEY=VALUE/` (keys sorted; characters other than letters, digits and `=,.-_` written as `_`), and keeps
+# the run's own metrics and topics.
 
 # %%
 train_ref = evaluate_run(run, overrides={"coherence_reference": "train", "lda": False})

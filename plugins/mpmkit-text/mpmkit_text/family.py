@@ -32,7 +32,7 @@ from mpmkit import Family, MPM, Splits, pad_datasets
 from mpmkit.batch import Batch
 from mpmkit.components import solver_from_config
 from mpmkit.config import Config
-from mpmkit.errors import ConfigError
+from mpmkit.errors import ConfigError, DataError
 from mpmkit.psa import var_prior
 
 from .model import build_topic_mpm, global_prior
@@ -113,11 +113,13 @@ class APTopicsOptions:
 
     def validate(self) -> None:
         var_prior(self.psa_var_prior, self.local)
+        # 0 means "the default" for the first three; a topic needs two words to have a pair to score
+        low = {"max_docs": 0, "lda_topics": 0, "eval_inner_steps": 0, "top_n": 2}
         for key in ("max_docs", "min_count", "num_topics", "num_global", "slot_dim", "hidden", "position_buckets",
-                    "top_n", "lda_iter", "encode_batch", "max_length", "topic_min_docs"):
-            if getattr(self, key) < (0 if key == "max_docs" else 1):
-                raise ConfigError(f"config key {key!r} must be >= {0 if key == 'max_docs' else 1}, "
-                                  f"got {getattr(self, key)}")
+                    "top_n", "lda_iter", "encode_batch", "max_length", "topic_min_docs", "lda_topics",
+                    "eval_inner_steps"):
+            if getattr(self, key) < low.get(key, 1):
+                raise ConfigError(f"config key {key!r} must be >= {low.get(key, 1)}, got {getattr(self, key)}")
         if self.position_buckets > self.max_length:
             raise ConfigError(f"position_buckets ({self.position_buckets}) cannot exceed max_length ({self.max_length})")
         from .coherence import PROTOCOLS
@@ -207,6 +209,9 @@ def _build_corpus(o: APTopicsOptions, seed: int) -> Corpus:
     docs = read_ap(o.data_path)
     if o.max_docs:
         docs = docs[: o.max_docs]
+    if len(docs) < 3:
+        raise DataError(f"{len(docs)} document(s) to split into train / validation / test, need >= 3"
+                        + (f" (max_docs={o.max_docs})" if o.max_docs else ""))
     parts = split_documents(len(docs), seed)
     t0 = time.perf_counter()
     encoder = WordEncoder(o.encoder, max_length=o.max_length, window=o.window)
@@ -228,6 +233,11 @@ def _build_corpus(o: APTopicsOptions, seed: int) -> Corpus:
                 ids=torch.as_tensor(ids, dtype=torch.int64), pos=torch.as_tensor(enc.positions[keep], dtype=torch.int64),
                 emb=torch.from_numpy(enc.embeddings[keep]).to(torch.float16)))
         splits.append(items)
+    for name, items, part in zip(("training", "validation", "test"), splits, parts):
+        if not items:  # every document of the split lost all its words to the vocabulary
+            raise DataError(f"the {name} split is empty: its {len(part)} document(s) hold no vocabulary word "
+                            f"({dropped} document(s) dropped in all; vocabulary {len(vocab)} words). Use more "
+                            "documents (max_docs) or a wider vocabulary (min_count, stopwords, alpha_only, max_df)")
     return Corpus(docs, vocab, *splits, encoder_dim=encoder.hidden_size, dropped_empty=dropped,
                   encode_seconds=encode_seconds)
 

@@ -70,10 +70,22 @@ def build_vocabulary(documents: Iterable[Iterable[str]], min_count: int = 10, st
     for doc in documents:
         n += 1
         df.update({w.lower() for w in doc})
-    keep = sorted(w for w, c in df.items()
-                  if c >= min_count and c <= max_df * n and w not in stop
-                  and (not alpha_only or (w.isalpha() and len(w) > 1)))
+    tests = {  # each filter, the option that sets it, and how to relax it
+        "min_count": (lambda w, c: c >= min_count, f"min_count={min_count}: lower it"),
+        "max_df": (lambda w, c: c <= max_df * n, f"max_df={max_df}: raise it towards 1"),
+        "stopwords": (lambda w, c: w not in stop, "stopwords=true: set stopwords=false"),
+        "alpha_only": (lambda w, c: not alpha_only or (w.isalpha() and len(w) > 1),
+                       "alpha_only=true: set alpha_only=false"),
+    }
+    keep = sorted(w for w, c in df.items() if all(t(w, c) for t, _ in tests.values()))
     if not keep:
-        raise ValueError(f"empty vocabulary from {n} training documents (min_count={min_count}, "
-                         f"stopwords={stopwords}, alpha_only={alpha_only}, max_df={max_df}); lower min_count")
+        from mpmkit.errors import DataError
+
+        # the filters that remove words the others would keep are the ones to relax
+        blame = [fix for key, (t, fix) in tests.items()
+                 if any(not t(w, c) and all(o(w, c) for k, (o, _) in tests.items() if k != key) for w, c in df.items())]
+        raise DataError(f"empty vocabulary from {n} training documents with {len(df)} distinct words; "
+                        + (f"relax {'; or '.join(blame)}" if blame else
+                           "the training documents have no words" if not df else
+                           "no one filter is to blame, relax several: " + "; ".join(f for _, f in tests.values())))
     return Vocabulary(keep)

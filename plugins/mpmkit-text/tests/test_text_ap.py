@@ -241,3 +241,14 @@ def test_shared_copy_matches_the_published_checksums():
     from mpmkit.plugins import registry
 
     assert check_files(registry("dataset").get("ap"), REAL_AP) == {"ap.txt": True, "vocab.txt": True}
+
+
+def test_a_failed_first_fetch_removes_the_parent_folders_it_created(tmp_path, monkeypatch):
+    def offline(url, dest):
+        raise OSError("no network")
+
+    monkeypatch.setattr(ap, "_download", offline)
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(OSError, match="no network"):
+        ap.fetch_ap(tmp_path / "keep" / "data" / "dir" / "ap")
+    assert list(tmp_path.iterdir()) == [tmp_path / "keep"] and not any((tmp_path / "keep").iterdir())

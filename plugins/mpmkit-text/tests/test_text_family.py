@@ -321,3 +321,34 @@ def test_psa_refuses_solvers_that_learn_their_own_update(setup):
     for solver in ("slot-attention", "learned-posterior"):
         with pytest.raises(ConfigError, match=f"the {solver} solver learns its own update"):
             make_family("ap-topics").build_model(config_for("ap-topics", {**values, "local": "psa", "solver": solver}))
+
+
+def test_bad_data_and_options_fail_before_training_with_the_fix(setup, tmp_path):
+    from mpmkit.errors import ConfigError, DataError
+
+    root, values = setup
+    # an empty test split used to train fully, then crash in LDA / fig6
+    from mpmkit_text.ap import split_documents
+    test_idx = split_documents(20, 0)[2]
+    body = "".join(f"<DOC>\n<DOCNO> E-{i} </DOCNO>\n<TEXT>\n {'the on a .' if i in set(test_idx.tolist()) else 'cat dog mat'} "
+                   "\n</TEXT>\n</DOC>\n" for i in range(20))
+    (tmp_path / "ap.txt").write_text(body)
+    with pytest.raises(DataError, match=r"the test split is empty: its \d+ document\(s\) hold no vocabulary word"):
+        make_family("ap-topics").build_data(config_for("ap-topics", {**values, "data_path": str(tmp_path / "ap.txt"),
+                                                                      "min_count": 1}))
+    with pytest.raises(DataError, match=r"2 document\(s\) to split .* need >= 3 \(max_docs=2\)"):
+        make_family("ap-topics").build_data(config_for("ap-topics", {**values, "max_docs": 2}))
+    (tmp_path / "none.txt").write_text("no tags at all\n")
+    with pytest.raises(DataError, match="no <DOC> block in the file"):
+        make_family("ap-topics").build_data(config_for("ap-topics", {**values, "data_path": str(tmp_path / "none.txt")}))
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataError, match="empty.txt: no <DOC> blocks"):
+        make_family("ap-topics").build_data(config_for("ap-topics", {**values, "data_path": str(tmp_path / "empty.txt")}))
+    # options that only failed after training
+    for key, value, low in (("lda_topics", -3, 0), ("eval_inner_steps", -2, 0), ("top_n", 1, 2)):
+        with pytest.raises(ConfigError, match=f"'{key}' must be >= {low}"):
+            config_for("ap-topics", {**values, key: value})
+    with pytest.raises(ConfigError, match="max_length 1024 exceeds the encoder's 512 positions; set max_length <= 512"):
+        make_family("ap-topics").build_data(config_for("ap-topics", {**values, "max_length": 1024}))
+    with pytest.raises(ConfigError, match=r"encoder '/nonexistent/enc': no encoder folder there.*--set encoder=PATH"):
+        make_family("ap-topics").build_data(config_for("ap-topics", {**values, "encoder": "/nonexistent/enc"}))

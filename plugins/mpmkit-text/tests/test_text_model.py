@@ -139,3 +139,20 @@ def test_psa_local_model_reads_means_and_mixing_weights():
         topic_means(torch.zeros(1, 3, 5), D)
     with pytest.raises(ValueError, match="local must be"):
         _model(local="slots")
+
+
+def test_an_empty_vocabulary_names_the_filter_to_relax():
+    from mpmkit.errors import DataError
+
+    only_stop = [["the", "on", "a"], ["the", "a", "of"]]
+    with pytest.raises(DataError, match="relax stopwords=true: set stopwords=false") as err:
+        build_vocabulary(only_stop, min_count=1)
+    assert "min_count" not in str(err.value)  # min_count=1 is not the cause
+    with pytest.raises(DataError, match="relax min_count=5: lower it"):
+        build_vocabulary([["cat", "dog"], ["cat"]], min_count=5)
+    with pytest.raises(DataError, match="relax max_df=0.4: raise it towards 1"):
+        build_vocabulary([["cat"], ["cat"]], min_count=1, max_df=0.4)
+    with pytest.raises(DataError, match="no one filter is to blame, relax several"):
+        build_vocabulary([["the"], ["the"]], min_count=3)  # "the": a stop word, and too rare
+    with pytest.raises(DataError, match="have no words"):
+        build_vocabulary([[], []], min_count=1)
