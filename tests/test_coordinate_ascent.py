@@ -120,3 +120,18 @@ def test_padding_is_ignored():
     b = ca.solve(p, 6)
     assert torch.allclose(a.lam, b.lam) and torch.allclose(a.q, b.q)
     assert (b.q[~p.mask] == 0).all()
+
+
+@pytest.mark.parametrize("far", [11.0, 12.0, 14.0, 30.0])  # slot mass ≈ 1e-27, 1e-32, 1e-43 (subnormal), 0
+def test_a_nearly_empty_slot_under_a_flat_prior_keeps_its_place_and_a_finite_gradient(far):
+    # The weighted mean's gradient ∝ 1/mass² overflowed for a slot holding ~1e-30 of one observation
+    # (a blobs run with prior=flat stopped: "gradient of parameter 'lambda0' is not finite").
+    g = (torch.randn(1, 20, 2, generator=torch.Generator().manual_seed(0)) * 0.1).requires_grad_()
+    lam0 = torch.tensor([[[0.0, 0.0], [far, 0.0]]], requires_grad=True)
+    p = InnerProblem(g=g, mask=torch.ones(1, 20, dtype=torch.bool), prior=FlatPrior(),
+                     potential=EuclideanPotential(), lam0=lam0, log_pz=lambda lam: lam.new_full(lam.shape[:2], -math.log(2)))
+    out = CoordinateAscent().solve(p, 3)
+    assert torch.equal(out.lam[0, 1], lam0[0, 1].detach())  # no data: it stays where it was
+    torch.testing.assert_close(out.lam[0, 0], g[0].mean(0), rtol=0, atol=1e-6)
+    (out.lam.sum() + out.q.sum()).backward()
+    assert torch.isfinite(lam0.grad).all() and torch.isfinite(g.grad).all()

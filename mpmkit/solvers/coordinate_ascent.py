@@ -38,9 +38,13 @@ class CoordinateAscent(FixedPointSolver):
         mass = q.sum(1)  # Σ_j q_ijk, [B, K]
         total = q.transpose(1, 2) @ problem.g  # Σ_j q_ijk g_ij, [B, K, D]
         denom = (a + mass).unsqueeze(-1)
-        new = (a.unsqueeze(-1) * m + total) / denom.clamp_min(torch.finfo(lam.dtype).tiny)
-        # A slot with no data and a flat prior keeps its position.
-        return torch.where(denom > 0, new, lam)
+        # A slot with (next to) no data and a flat prior keeps its position: below machine epsilon of one
+        # observation the gradient of the weighted mean, ∝ 1/denom², overflows (inf − inf = NaN in q's
+        # gradient). Its denominator is replaced *before* dividing, as the discarded branch of torch.where
+        # still gets a (zero) gradient, and 0 · inf is NaN.
+        live = denom > torch.finfo(lam.dtype).eps
+        new = (a.unsqueeze(-1) * m + total) / torch.where(live, denom, torch.ones_like(denom))
+        return torch.where(live, new, lam)
 
     def update(self, problem: InnerProblem, lam: Tensor) -> Tensor:
         return self.m_step(problem, lam, self.posterior(problem, lam))
