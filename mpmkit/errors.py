@@ -41,6 +41,10 @@ class ConfigError(MPMKitError, ValueError):
     """A configuration key or value that is not allowed."""
 
 
+class DeviceError(ConfigError, RuntimeError):
+    """A ``device`` key that names no device, or one this machine or launch cannot use."""
+
+
 class PluginError(MPMKitError, RuntimeError):
     """A plugin failed to load or registered something invalid."""
 

@@ -96,8 +96,19 @@ def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, 
         tag = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
         tag = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in tag)
         out_dir, name = run_dir / f"eval-{tag}", f"metrics-{tag}.json"
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = ckpt.plain(run.family.evaluate(run.model, run.splits, run.cfg, out_dir))
+    try:
+        metrics = run.family.evaluate(run.model, run.splits, run.cfg, out_dir)
+        try:
+            metrics = ckpt.plain(metrics)
+        except TypeError as exc:
+            raise PluginError(f"family {run.cfg.family_name!r}: evaluate() returned a value that is not JSON: {exc}; "
+                              "nothing was written") from exc
+    except BaseException:
+        if made and not any(out_dir.iterdir()):  # a failed variant evaluation leaves no empty folder behind
+            out_dir.rmdir()
+        raise
     metrics = {"family": run.cfg.family_name, "checkpoint": run.checkpoint.name, **metrics}
     if overrides:
         metrics["overrides"] = dict(overrides)

@@ -17,6 +17,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when present, else CPU. A CUDA device without an index (``auto``, ``cuda``) is
     this process's GPU: LOCAL_RANK under torchrun, 0 otherwise. With several torchrun processes on a
     node an explicit index (``cuda:0``) would put them all on one GPU, so it is refused."""
+    from .errors import DeviceError
+
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
@@ -24,24 +26,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise RuntimeError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
+        raise DeviceError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
     local = int(os.environ.get("LOCAL_RANK", 0))
     per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), torch.cuda.device_count()
     if device.index is None:
         if per_node > gpus:  # NCCL refuses two processes on one GPU ("Duplicate GPU detected")
-            raise RuntimeError(f"torchrun started {per_node} processes on this node but it has {gpus} GPU(s); "
-                               f"use --nproc_per_node {gpus} (or device=cpu for Gloo processes)")
+            raise DeviceError(f"torchrun started {per_node} processes on this node but it has {gpus} GPU(s); "
+                              f"use --nproc_per_node {gpus} (or device=cpu for Gloo processes)")
         if local >= gpus:
-            raise RuntimeError(f"LOCAL_RANK={local} but this machine has {gpus} GPU(s); launch one process per GPU "
-                               "or pass device=cuda:N")
+            raise DeviceError(f"LOCAL_RANK={local} but this machine has {gpus} GPU(s); launch one process per GPU "
+                              "or pass device=cuda:N")
         return torch.device("cuda", local)
     if per_node > 1:
-        raise RuntimeError(f"device {name!r} names one GPU for every torchrun process on this node; use "
-                           "device=cuda or auto (each process takes the GPU of its LOCAL_RANK)")
+        raise DeviceError(f"device {name!r} names one GPU for every torchrun process on this node; use "
+                          "device=cuda or auto (each process takes the GPU of its LOCAL_RANK)")
     return device
 
 

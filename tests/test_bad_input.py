@@ -266,6 +266,11 @@ def resume_other_family(tmp_path, mp):
     return cli("fit", "spiral-gmm", "--out", out, "--resume"), snapshot(out) == before
 
 
+@case("unknown device", "unknown device 'gpu'; use auto, cpu, cuda or cuda:N")
+def unknown_device(tmp_path, mp):
+    return cli("fit", "toy", "--set", "device=gpu", "--out", Path(tmp_path) / "x"), True
+
+
 @case("unknown solver name", "unknown solver 'nuts'", "coordinate-ascent")
 def unknown_solver(tmp_path, mp):
     return cli("fit", "toy", "--set", "solver=nuts", "--out", Path(tmp_path) / "x"), True

@@ -1,6 +1,7 @@
 """Pyro SVI / NUTS and the learned-posterior solver: agreement with coordinate ascent, gradients, meta-learning."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -233,3 +234,20 @@ def test_learned_posterior_trains_on_toy_family(toy_host, backward):
     assert losses[-1] < losses[0] - 0.1
     assert model.solver.net[-1].weight.abs().sum() > 0  # ω was trained
     assert "solver.log_step" in dict(model.named_parameters())
+
+
+def test_slot_attention_is_listed_among_the_solvers_that_can_and_refuses_packed_lambda():
+    # check() used to need a bound solver, so compatible_solvers silently left slot-attention out
+    from mpmkit.components import compatible_solvers
+    from mpmkit.errors import IncompatibleSolverError
+    from mpmkit.psa import PSAPotential
+    from mpmkit.solvers import SlotAttention
+
+    p = make_problem()
+    SlotAttention().check(p)  # unbound: asking is fine
+    assert "slot-attention" in compatible_solvers(p)
+    psa = dataclasses.replace(p, potential=PSAPotential(p.potential.recognition))
+    with pytest.raises(IncompatibleSolverError, match="slot-attention.*holds more than the mean .*PSAPotential"):
+        SlotAttention().check(psa)
+    with pytest.raises(RuntimeError, match="must be bound"):
+        SlotAttention().solve(p, 1)

@@ -214,8 +214,12 @@ def test_evaluate_makes_its_folder_and_writes_numpy_and_torch_values_as_json(tmp
     on_disk = json.loads((tmp_path / "run" / "metrics-inner_steps=4.json").read_text())
     assert on_disk["v"] == [0, 1, 2] and on_disk["t"] == [1.5, 2.0]
     monkeypatch.setattr(ToyFamily, "evaluate", lambda *a: {"bad": object()})
-    with pytest.raises(TypeError, match="object is not JSON-serialisable .*return numbers"):
-        evaluate_run(tmp_path / "run")
+    from mpmkit.errors import PluginError
+
+    with pytest.raises(PluginError, match="family 'toy': evaluate\\(\\) returned a value that is not JSON: object "
+                                          "is not JSON-serialisable .*return numbers"):
+        evaluate_run(tmp_path / "run", overrides={"inner_steps": 5})
+    assert not (tmp_path / "run" / "eval-inner_steps=5").exists()  # the failed variant left no empty folder
 
 
 def test_a_family_registered_wrongly_is_named_with_the_fix(tmp_path):

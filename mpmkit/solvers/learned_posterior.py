@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .base import InnerProblem, InnerResult, masked_softmax
+from .base import InnerProblem, InnerResult, masked_softmax, refuse_packed_lambda
 from .gradient import GradientAscent
 
 
@@ -38,14 +38,8 @@ class LearnedPosterior(nn.Module, GradientAscent):
         self._bound = False
 
     def check(self, problem: InnerProblem) -> None:
-        from ..errors import IncompatibleSolverError
-
         GradientAscent.check(self, problem)
-        d = 8  # any width: the question is whether λ_ik is the slot mean alone
-        if problem.potential is not None and problem.potential.lambda_dim(d) != d:
-            raise IncompatibleSolverError(
-                self.name, f"it learns an update of the slot means, and this model's λ_ik holds more than the mean "
-                           f"(its potential, {type(problem.potential).__name__}, packs other parameters with it)")
+        refuse_packed_lambda(self.name, problem)
 
     def bind(self, num_slots: int, slot_dim: int) -> None:
         d = slot_dim

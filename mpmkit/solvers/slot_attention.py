@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import FixedPointSolver, InnerProblem
+from .base import FixedPointSolver, InnerProblem, refuse_packed_lambda
 
 
 class SlotAttention(nn.Module, FixedPointSolver):
@@ -34,8 +34,8 @@ class SlotAttention(nn.Module, FixedPointSolver):
         self._bound = True
 
     def check(self, problem: InnerProblem) -> None:
-        if not self._bound:
-            raise RuntimeError("SlotAttention must be bound to a model (MPM calls solver.bind) before use")
+        """Any model whose λ_ik is the slot mean (what the GRU updates); binding is not needed to ask."""
+        refuse_packed_lambda(self.name, problem)
 
     def attention(self, problem: InnerProblem, lam: Tensor) -> tuple[Tensor, Tensor]:
         z = self.norm_inputs(problem.g)
@@ -57,6 +57,8 @@ class SlotAttention(nn.Module, FixedPointSolver):
         return new + self.mlp(self.norm_mlp(new))
 
     def solve(self, problem: InnerProblem, steps: int):
+        if not self._bound:
+            raise RuntimeError("SlotAttention must be bound to a model (MPM calls solver.bind) before use")
         if self.training:
             noise = torch.randn_like(problem.lam0) * self.log_sigma.exp()
             problem = type(problem)(**{**problem.__dict__, "lam0": problem.lam0 + noise})

@@ -50,7 +50,7 @@ class APTopicsOptions:
     encoder: Optional[str] = None  #: transformers encoder path or hub name (None: packaged all-MiniLM-L6-v2)
     max_length: int = 512  #: encoder tokens per document (incl. [CLS]/[SEP])
     window: Literal["truncate", "sliding"] = "truncate"  #: long documents: keep the prefix, or sliding windows
-    cache_dir: Optional[str] = None  #: embedding cache (None: $MPMKIT_CACHE_DIR/embeddings or ~/.cache/mpmkit)
+    cache_dir: Optional[str] = None  #: embedding cache (None: $MPMKIT_CACHE_DIR/embeddings or ~/.cache/mpmkit/embeddings)
     encode_batch: int = 8
     min_count: int = 10  #: vocabulary: minimum number of training documents holding a word
     stopwords: bool = True  #: vocabulary: drop English stop words
