@@ -14,6 +14,7 @@ detected on load.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -41,8 +42,19 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def plain(obj: Any) -> Any:
-    """``obj`` with numpy/torch numbers and arrays (and paths) turned into JSON's own types."""
-    return json.loads(json.dumps(obj, default=_json_value))
+    """``obj`` with numpy/torch numbers and arrays (and paths) turned into JSON's own types; NaN
+    and ±inf, which standard JSON lacks (``jq`` and browsers reject them), become ``None``."""
+    return _finite(json.loads(json.dumps(obj, default=_json_value)))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_value(obj: Any) -> Any:
