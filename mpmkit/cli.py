@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -87,8 +88,11 @@ def fit(family: str, config_file: str | None, overrides: tuple[str, ...], out: s
         trainer = Trainer(make_family(family), cfg, out, resume=resume)
         summary = trainer.fit()
         if trainer.ctx.is_main:
-            click.echo(f"trained {family}: {summary['step']} steps, best validation loss "
-                       f"{summary['best_val']:.4f} -> {out}")
+            best = summary["best_val"]
+            val = (f"best validation loss {best:.4f}" if math.isfinite(best) else
+                   "no validation pass yet (max_steps stopped inside the first epoch; `evaluate` uses the latest "
+                   "checkpoint)")
+            click.echo(f"trained {family}: {summary['step']} steps, {val} -> {out}")
             if then_evaluate:
                 metrics = evaluate_run(out)
                 click.echo(json.dumps(metrics, indent=2))

@@ -47,7 +47,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Reject values that would crash or silently misbehave later (e.g. keep no checkpoint)."""
         at_least = {"epochs": 1, "batch_size": 1, "log_every": 1, "keep_checkpoints": 1, "inner_steps": 1,
-                    "max_steps": 0, "checkpoint_every": 0}
+                    "max_steps": 0, "checkpoint_every": 0, "seed": 0}
         for key, low in at_least.items():
             if getattr(self, key) < low:
                 raise ConfigError(f"config key {key!r} must be >= {low}, got {getattr(self, key)}")

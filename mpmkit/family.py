@@ -26,13 +26,17 @@ class Family(ABC):
     config key) and implement the three builders; register the class under its name.
 
     ``defaults`` overrides core training defaults (epochs, lr, ...) for this family. ``name`` and
-    ``description`` document it; the registered name is the one used.
+    ``description`` document it; the registered name is the one used. ``data_keys`` names the
+    options that decide which datasets land in the test split (the core adds ``seed``):
+    ``mpmkit evaluate --set`` refuses to change them, as that could score the model on data it
+    was trained on.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[type]
     defaults: ClassVar[dict[str, Any]] = {}
+    data_keys: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build_data(self, cfg: Config) -> Splits:

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .config import Config, build_config
-from .errors import CheckpointError, PluginError
+from .errors import CheckpointError, ConfigError, PluginError
 from .family import Family, Splits
 from .model import MPM
 from .plugins import registry
@@ -38,6 +38,10 @@ def family_class(name: str) -> type[Family]:
         raise PluginError(f"family {name!r} ({obj.__name__}, plugin {entry.plugin!r}) needs `options = "
                           "SomeDataclass`, whose fields are its config keys (an empty @dataclass if it has none); "
                           f"got {getattr(obj, 'options', None)!r}")
+    unknown = sorted(set(obj.data_keys) - {f.name for f in dataclasses.fields(obj.options)})
+    if unknown:
+        raise PluginError(f"family {name!r} ({obj.__name__}, plugin {entry.plugin!r}): data_keys {unknown} are not "
+                          f"fields of {obj.options.__name__}; list the options that decide the test split")
     return obj
 
 
@@ -63,7 +67,10 @@ def open_run(run_dir: str | Path, which: str = "best", device: str | None = None
         raise CheckpointError(f"{str(run_dir)!r} is not a run directory ({cfg_path.name} missing); "
                               "create one with `mpmkit fit FAMILY --out DIR`")
     saved = json.loads(cfg_path.read_text())
-    cfg = config_for(saved["family"], {**saved.get("train", {}), **saved.get("options", {}), **(overrides or {})})
+    values = {**saved.get("train", {}), **saved.get("options", {})}
+    cfg = config_for(saved["family"], {**values, **(overrides or {})})
+    if overrides:
+        _keep_split(cfg, config_for(saved["family"], values), overrides)
     if device is not None:
         cfg.train.device = device
     ckpt_dir = run_dir / "checkpoints"
@@ -80,6 +87,19 @@ def open_run(run_dir: str | Path, which: str = "best", device: str | None = None
     load_model_tensors(model, tensors)
     model.to(resolve_device(cfg.train.device)).eval()
     return Run(family=family, cfg=cfg, model=model, splits=splits, checkpoint=path)
+
+
+def _keep_split(cfg: Config, saved: Config, overrides: dict[str, Any]) -> None:
+    """Refuse overrides that would change which datasets are in the run's test split."""
+    keys = ("seed", *family_class(cfg.family_name).data_keys)
+    changed = [k for k in keys if k in overrides and getattr(cfg, k) != getattr(saved, k)]
+    if changed:
+        now = ", ".join(f"{k}={getattr(saved, k)!r}" for k in changed)
+        raise ConfigError(f"{', '.join(map(repr, changed))} decide{'s' if len(changed) == 1 else ''} the run's "
+                          f"train/test split (it was trained with {now}); changing "
+                          f"{'it' if len(changed) == 1 else 'them'} at evaluation could score the model on its own "
+                          f"training data. Leave {'it' if len(changed) == 1 else 'them'} out of --set, or fit a new "
+                          "run with the new value")
 
 
 def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -135,6 +135,15 @@ def test_cli_fit_then_evaluate(tmp_path, toy_host):
     assert "ari" in json.loads((out / "metrics.json").read_text())
 
 
+def test_cli_fit_stopped_before_any_validation_says_so(tmp_path, toy_host):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["fit", "toy", "--set", "max_steps=1", "--out", str(out), "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    assert "1 steps, no validation pass yet" in r.output and "inf" not in r.output
+    r = CliRunner().invoke(main, ["evaluate", str(out), "--set", "seed=5"])
+    assert r.exit_code != 0 and "'seed' decides the run's train/test split" in r.output
+
+
 def test_cli_evaluate_with_another_solver_keeps_the_run_metrics(tmp_path, toy_host):
     out = tmp_path / "run"
     assert CliRunner().invoke(main, ["fit", "toy", "--set", "epochs=2", "--out", str(out)]).exit_code == 0
@@ -203,16 +212,19 @@ def test_evaluate_makes_its_folder_and_writes_numpy_and_torch_values_as_json(tmp
         (out_dir / "extra.txt").write_text("written by the family")  # no mkdir of its own
         seen["dir"] = out_dir
         return {"a": np.float32(0.5), "n": np.int64(3), "v": np.arange(3), "t": torch.tensor([1.5, 2.0]),
-                "nan": float("nan"), "path": out_dir / "extra.txt"}
+                "nan": float("nan"), "inf": [np.float64(-np.inf), 1.0], "path": out_dir / "extra.txt"}
 
     fit(tmp_path / "run", epochs=1)
     monkeypatch.setattr(ToyFamily, "evaluate", evaluate)
     m = evaluate_run(tmp_path / "run", overrides={"inner_steps": 4})
     assert (seen["dir"] / "extra.txt").exists() and seen["dir"].name == "eval-inner_steps=4"
     assert {k: m[k] for k in ("a", "n", "v", "t")} == {"a": 0.5, "n": 3, "v": [0, 1, 2], "t": [1.5, 2.0]}
-    assert type(m["n"]) is int and m["nan"] != m["nan"] and m["path"].endswith("extra.txt")
-    on_disk = json.loads((tmp_path / "run" / "metrics-inner_steps=4.json").read_text())
-    assert on_disk["v"] == [0, 1, 2] and on_disk["t"] == [1.5, 2.0]
+    assert type(m["n"]) is int and m["path"].endswith("extra.txt")
+    assert m["nan"] is None and m["inf"] == [None, 1.0]  # standard JSON has no NaN / Infinity
+    text = (tmp_path / "run" / "metrics-inner_steps=4.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    on_disk = json.loads(text)
+    assert on_disk["v"] == [0, 1, 2] and on_disk["t"] == [1.5, 2.0] and on_disk["nan"] is None
     monkeypatch.setattr(ToyFamily, "evaluate", lambda *a: {"bad": object()})
     from mpmkit.errors import PluginError
 
@@ -257,3 +269,21 @@ def test_a_family_registered_wrongly_is_named_with_the_fix(tmp_path):
             config_for("required", {})
         r = CliRunner().invoke(main, ["fit", "no-options", "--out", str(tmp_path / "x")])
         assert r.exit_code != 0 and "needs `options = SomeDataclass`" in r.output and "Traceback" not in r.output
+
+
+def test_evaluate_refuses_overrides_that_change_the_test_split(tmp_path, toy_host, monkeypatch):
+    from mpmkit.errors import PluginError
+    from toy import ToyFamily
+
+    fit(tmp_path / "run", epochs=1, seed=3)
+    monkeypatch.setattr(ToyFamily, "data_keys", ("num_datasets",), raising=False)
+    for bad, named in (({"seed": 1}, "'seed' decides"), ({"num_datasets": 40, "inner_steps": 4}, "'num_datasets'"),
+                       ({"seed": 1, "num_datasets": 40}, "'seed', 'num_datasets' decide")):
+        with pytest.raises(ConfigError, match=f"{named}.*trained with .*could score the model on its own training data"):
+            evaluate_run(tmp_path / "run", overrides=bad)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(("eval-", "metrics-"))) == []
+    same = evaluate_run(tmp_path / "run", overrides={"seed": 3, "inner_steps": 4})  # unchanged values are fine
+    assert same["overrides"] == {"seed": 3, "inner_steps": 4}
+    monkeypatch.setattr(ToyFamily, "data_keys", ("num_datsets",))
+    with pytest.raises(PluginError, match=r"data_keys \['num_datsets'\] are not fields of ToyOptions"):
+        evaluate_run(tmp_path / "run", overrides={"inner_steps": 4})

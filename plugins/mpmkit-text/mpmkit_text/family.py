@@ -255,6 +255,7 @@ class APTopicsFamily(Family):
     name = "ap-topics"
     description = "Sequential text modeling on AP (Sec. 3.2, 5.3): topics with UMass/NPMI, LDA baseline"
     options = APTopicsOptions
+    data_keys = ("max_docs", "split_seed")  # with the seed, they pick the test articles
     defaults = {"epochs": 15, "batch_size": 16, "lr": 1e-3, "lr_milestones": [10], "lr_gamma": 0.5, "beta": 0.1,
                 "inner_steps": 3, "log_every": 20, "grad_clip": 1.0}
 

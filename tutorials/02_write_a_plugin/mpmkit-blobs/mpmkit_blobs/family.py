@@ -43,6 +43,7 @@ class BlobsFamily(Family):
     name = "blobs"
     description = "Points from K Gaussian clusters through a shared affine map; learns the map and the global GMM."
     options = BlobsOptions
+    data_keys = ("num_datasets",)  # with the seed, it decides which datasets are test ones
     defaults: dict[str, Any] = {"epochs": 20, "batch_size": 16, "lr": 0.05, "inner_steps": 5, "log_every": 5,
                                 "tensorboard": False}
 
