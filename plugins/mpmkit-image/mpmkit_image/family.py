@@ -21,7 +21,7 @@ import torch
 from mpmkit import Family, MPM, Splits
 from mpmkit.components import solver_from_config
 from mpmkit.config import Config
-from mpmkit.errors import ConfigError
+from mpmkit.errors import ConfigError, DataError
 from mpmkit.model import REFINE_LR
 from mpmkit.psa import AggregatePosterior, active_slots, unpack, var_prior, with_prune_mass
 
@@ -71,7 +71,7 @@ class TetrominoesOptions:
     # -- evaluation ------------------------------------------------------------------------------
     eval_inner_steps: int = 10  #: inner steps at test time (0: the training inner_steps; 10 adds 1-4 FG-ARI points)
     #: test time, after the inner loop: Adam steps on the true ELBO w.r.t. Λ (``MPM.refine``; 0: none;
-    #: -1: ``REFINE_STEPS`` for the additive decoder with the paper's local GMM, 0 otherwise)
+    #: -1: ``REFINE_STEPS`` for the additive decoder with the paper's local GMM and solver=coordinate-ascent, 0 otherwise)
     eval_refine_steps: int = -1
     eval_refine_lr: float = 0.1  #: Adam's step size for ``eval_refine_steps`` (chosen on validation images)
     #: test time: inner-loop runs per image (1: from λ⁰ only; r > 1 adds r − 1 from λ⁰ + learned noise,
@@ -108,8 +108,17 @@ class TetrominoesOptions:
         for key in ("sigma", "prior_scale", "eval_refine_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
-        if not 1 <= len(self.num_objects) <= 2 or not 1 <= min(self.num_objects) <= max(self.num_objects) <= 6:
-            raise ConfigError(f"num_objects must be [n] or [min, max] within 1..6, got {self.num_objects}")
+        if (not 1 <= len(self.num_objects) <= 2 or not 1 <= min(self.num_objects) <= max(self.num_objects) <= 6
+                or self.num_objects[0] > self.num_objects[-1]):
+            raise ConfigError(f"num_objects must be [n] or [min, max] (min <= max) within 1..6, got {self.num_objects}")
+        for key in ("data_seed", "eval_inner_steps", "eval_limit", "slot_dim", "channels"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
+        if self.hidden < 1:
+            raise ConfigError(f"config key 'hidden' must be >= 1, got {self.hidden}")
+        if self.arch == "paper" and (self.dilations or self.rel_freqs):
+            raise ConfigError("dilations and rel_freqs shape the fast networks; arch=paper has the paper's own CNNs. "
+                              "Leave them at [] / 0 with arch=paper, or use arch=fast")
         if self.local == "psa" and not self.tfrecord and max(self.num_objects) + 1 > self.num_slots:
             raise ConfigError(f"num_slots={self.num_slots} cannot hold up to {max(self.num_objects)} objects and the "
                               f"background, so ARD cannot count them; set num_slots >= {max(self.num_objects) + 1}")
@@ -121,8 +130,8 @@ class TetrominoesOptions:
         for key in ("ard_tau", "ard_prune", "ard_prune_train"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} is a fraction of an image's pixels in [0, 1), got {getattr(self, key)}")
-        if self.tfrecord and not Path(self.tfrecord).exists():
-            raise ConfigError(f"tfrecord file {self.tfrecord!r} does not exist; give the path of "
+        if self.tfrecord and not Path(self.tfrecord).is_file():
+            raise ConfigError(f"tfrecord file {self.tfrecord!r} does not exist or is not a file; give the path of "
                               "tetrominoes_train.tfrecords or leave tfrecord empty to use the generator")
 
 
@@ -152,9 +161,13 @@ def load_arrays(o: TetrominoesOptions) -> dict:
         if o.tfrecord:
             from .tfrecord import read_tetrominoes
 
-            data = read_tetrominoes(o.tfrecord, limit=o.num_images)
+            try:
+                data = read_tetrominoes(o.tfrecord, limit=o.num_images)
+            except (OSError, ValueError, EOFError) as exc:
+                raise DataError(f"cannot read {o.tfrecord!r} as the Tetrominoes TFRecord (GZIP-compressed "
+                                f"tf.train.Example records, as DeepMind's multi_object_datasets ship it): {exc}") from exc
             if len(data["image"]) < 10:
-                raise ConfigError(f"{o.tfrecord!r} holds {len(data['image'])} examples; need at least 10")
+                raise DataError(f"{o.tfrecord!r} holds {len(data['image'])} examples; need at least 10 (num_images)")
         else:
             from .tetrominoes import load_or_generate
 
@@ -261,6 +274,7 @@ class TetrominoesFamily(Family):
     name = "tetrominoes"
     description = "Object-centric MPM on Tetrominoes (Sec. 3.1, 5.2): pixels clustered into K slots per image"
     options = TetrominoesOptions
+    data_keys = ("num_images", "data_seed", "num_objects")  # with the seed, they pick the test images
     # The additive model as the paper evaluates it (β = 0); use --set beta=0.01 for the paper's mixture runs.
     defaults = {"epochs": 20, "batch_size": 32, "lr": 2e-3, "lr_milestones": [8, 15], "lr_gamma": 0.3,
                 "beta": 0.0, "inner_steps": 3, "log_every": 50, "grad_clip": 1.0}
@@ -275,6 +289,8 @@ class TetrominoesFamily(Family):
                               "update (GRU). Use solver=coordinate-ascent (= psa-em under local=psa) or psa-em")
         psa_em = o.local == "psa" and cfg.solver in ("coordinate-ascent", "psa-em")
         solver = solver_from_config(cfg, local=o.local, **({"prune_mass": o.ard_prune_train} if psa_em else {}))
+        if o.local == "psa":
+            with_prune_mass(solver, o.ard_prune)  # another solver cannot prune at test time: refuse before training
         return build_mpm(solver, decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,
                          hidden=o.hidden, dilations=tuple(o.dilations) or None, rel_freqs=o.rel_freqs, encoder_position=o.encoder_position, inner_steps=cfg.inner_steps,

@@ -138,9 +138,11 @@ def test_family_options(tmp_path):
     with pytest.raises(ConfigError, match="local"):
         config_for("tetrominoes", {"local": "gmm"})
     # another solver at test time: kept as it is; with in-loop ARD (ard_prune > 0, the default) refused,
-    # not silently swapped for PSA-EM
+    # not silently swapped for PSA-EM, and refused when the model is built (before training), not at evaluation
     nuts = {"local": "psa", "solver": "pyro-nuts", "num_slots": 5, "num_global": 5}
-    m_nuts = family.build_model(config_for("tetrominoes", nuts))
+    with pytest.raises(ConfigError, match="set ard_prune=0"):
+        family.build_model(config_for("tetrominoes", nuts))
+    m_nuts = family.build_model(config_for("tetrominoes", {**nuts, "ard_prune": 0.0}))
     with pytest.raises(ConfigError, match="set ard_prune=0"):
         family.eval_solver(config_for("tetrominoes", nuts), m_nuts)
     assert family.eval_solver(config_for("tetrominoes", {**nuts, "ard_prune": 0.0}), m_nuts) is m_nuts.solver

@@ -159,6 +159,31 @@ def test_family_options_and_config():
         config_for("tetrominoes", {"eval_restarts": 0})
     with pytest.raises(ConfigError, match="tfrecord"):
         config_for("tetrominoes", {"tfrecord": "/nonexistent/tetrominoes_train.tfrecords"})
+    bad_values = [({"num_objects": [5, 2]}, "min <= max"), ({"eval_inner_steps": -1}, "'eval_inner_steps' must be >= 0"),
+                  ({"eval_limit": -3}, "'eval_limit'"), ({"data_seed": -1}, "'data_seed'"), ({"slot_dim": -8}, "'slot_dim'"),
+                  ({"channels": -1}, "'channels'"), ({"hidden": 0}, "'hidden' must be >= 1"), ({"seed": -1}, "'seed'"),
+                  ({"arch": "paper", "dilations": [1, 2]}, "arch=paper has the paper's own CNNs"),
+                  ({"arch": "paper", "rel_freqs": 4}, "Leave them at")]
+    for values, message in bad_values:
+        with pytest.raises(ConfigError, match=message):
+            config_for("tetrominoes", values)
+
+
+def test_tfrecord_that_is_not_one_is_a_clear_error(tmp_path):
+    from mpmkit.errors import ConfigError, DataError
+    from mpmkit.runs import config_for
+    from mpmkit_image.family import load_arrays
+
+    with pytest.raises(ConfigError, match="is not a file"):
+        config_for("tetrominoes", {"tfrecord": str(tmp_path)})
+    for name, content, message in (("plain.tfrecords", b"not a gzip stream at all" * 8, "cannot read '.*plain"
+                                    ".tfrecords' as the Tetrominoes TFRecord \\(GZIP-compressed"),
+                                   ("empty.tfrecords", b"", "empty.tfrecords' holds 0 examples; need at least 10")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        cfg = config_for("tetrominoes", {"tfrecord": str(path), "num_images": 10})
+        with pytest.raises(DataError, match=message):
+            load_arrays(cfg.family)
 
 
 def test_evaluation_refinement_raises_every_images_true_elbo(scenes):
