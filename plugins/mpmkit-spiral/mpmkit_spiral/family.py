@@ -67,9 +67,11 @@ class SpiralOptions:
         var_prior(self.psa_var_prior, self.local)
         if self.num_clusters < 2:
             raise ConfigError(f"num_clusters must be >= 2, got {self.num_clusters}")
-        if self.num_val < 0 or self.num_test < 1 or self.num_datasets - self.num_val - self.num_test < 1:
+        if self.num_val < 0 or self.num_test < 1:
+            raise ConfigError(f"need num_val >= 0 and num_test >= 1, got num_val={self.num_val}, num_test={self.num_test}")
+        if self.num_datasets - self.num_val - self.num_test < 1:
             raise ConfigError(f"num_datasets={self.num_datasets} must exceed num_val={self.num_val} + "
-                              f"num_test={self.num_test} (num_test >= 1)")
+                              f"num_test={self.num_test}, leaving at least one training dataset")
         if self.points_per_dataset < 1 or not 0 <= self.points_min <= self.points_per_dataset:
             raise ConfigError(f"need points_per_dataset >= 1 and 0 <= points_min <= points_per_dataset, got "
                               f"points_min={self.points_min}, points_per_dataset={self.points_per_dataset}")
@@ -78,10 +80,19 @@ class SpiralOptions:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.r_min <= self.r_max:
             raise ConfigError(f"need 0 <= r_min <= r_max, got r_min={self.r_min}, r_max={self.r_max}")
-        if self.num_global < 1 or self.flow_layers < 1 or self.flow_hidden < 1:
-            raise ConfigError("num_global, flow_layers and flow_hidden must be >= 1")
+        if min(self.num_global, self.flow_layers, self.flow_hidden, self.vae_latent) < 1:
+            raise ConfigError(f"num_global, flow_layers, flow_hidden and vae_latent must be >= 1, got {self.num_global}, "
+                              f"{self.flow_layers}, {self.flow_hidden}, {self.vae_latent}")
         if not 0 <= self.clusters_min <= self.num_clusters:
             raise ConfigError(f"clusters_min must be in 0..num_clusters={self.num_clusters}, got {self.clusters_min}")
+        if self.eval_inner_steps < 0 or self.vae_steps < 0 or (self.data_seed is not None and self.data_seed < 0):
+            raise ConfigError(f"eval_inner_steps, vae_steps and data_seed must be >= 0, got {self.eval_inner_steps}, "
+                              f"{self.vae_steps}, {self.data_seed}")
+        if not 0 <= self.ard_prune < 1:
+            raise ConfigError(f"ard_prune is a fraction of a dataset's points in [0, 1), got {self.ard_prune}")
+        if self.local == "psa" and not 0 < self.ard_tau < 1:
+            raise ConfigError("ard_tau must be in (0, 1) with local=psa (slots with π_k < ard_tau are pruned when "
+                              f"counting clusters; 0 would count every slot), got {self.ard_tau}")
         if self.noise_max and self.noise_max < self.noise:
             raise ConfigError(f"noise_max={self.noise_max} must be 0 (off) or >= noise={self.noise}")
 
@@ -145,6 +156,7 @@ class SpiralGMMFamily(Family):
     name = "spiral-gmm"
     description = "Spiral-GMM case study (Sec. 2.2, Fig. 3): learn the shared spiral T from many datasets"
     options = SpiralOptions
+    data_keys = ("num_datasets", "num_val", "num_test", "data_seed")  # the test split is the last num_test datasets
     # ~30 s of training on one CPU core. The implicit backward differentiates the converged inner
     # loop (envelope theorem); backpropagating through 10 k-means-like steps ("full") gives noisy,
     # sometimes sign-flipped α gradients on datasets where the inner loop has not settled.
@@ -165,6 +177,8 @@ class SpiralGMMFamily(Family):
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
         solver = solver_from_config(cfg, local=o.local)
+        if o.local == "psa":
+            with_prune_mass(solver, o.ard_prune)  # another solver cannot prune at test time: refuse before training
         model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
                           beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local,

@@ -44,8 +44,22 @@ def test_defaults_are_the_tuned_ones():
     assert cfg.num_datasets - cfg.num_val - cfg.num_test > 0
 
 
-@pytest.mark.parametrize("bad", [{"num_clusters": 1}, {"num_test": 700}, {"points_min": 500},
-                                 {"transform": "mlp"}, {"noise": 0}])
-def test_bad_options_fail_with_a_message(bad):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("bad, message", [
+    ({"num_clusters": 1}, "num_clusters"), ({"num_test": 700}, "leaving at least one training dataset"),
+    ({"num_val": -1}, "need num_val >= 0"), ({"points_min": 500}, "points_min"), ({"transform": "mlp"}, "transform"),
+    ({"noise": 0}, "'noise' must be > 0"), ({"eval_inner_steps": -1}, "eval_inner_steps"), ({"data_seed": -2}, "data_seed"),
+    ({"seed": -1}, "'seed' must be >= 0"), ({"vae_latent": 0}, "vae_latent"), ({"ard_prune": 1.0}, "ard_prune"),
+    ({"local": "psa", "ard_tau": 0.0}, "ard_tau must be in \\(0, 1\\) with local=psa")])
+def test_bad_options_fail_with_a_message(bad, message):
+    with pytest.raises(ConfigError, match=message):
         config_for("spiral-gmm", bad)
+
+
+def test_psa_with_a_solver_that_cannot_prune_is_refused_before_training():
+    from mpmkit.runs import make_family
+
+    family = make_family("spiral-gmm")
+    small = {"local": "psa", "solver": "pyro-svi", "num_datasets": 20, "num_val": 2, "num_test": 2}
+    with pytest.raises(ConfigError, match="solver 'pyro-svi' has no such step; set ard_prune=0"):
+        family.build_model(config_for("spiral-gmm", {**small, "ard_prune": 0.05}))
+    assert family.build_model(config_for("spiral-gmm", small)).solver.name == "pyro-svi"  # ard_prune=0: fine
