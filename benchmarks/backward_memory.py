@@ -28,13 +28,12 @@ import math
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 import torch
 
-from problem_size import add_size_args
+from problem_size import add_size_args, at_least, run_child
 
 MODES = ("full", "truncated", "implicit")
 
@@ -109,10 +108,10 @@ def run_one(mode: str, T: int, B: int, N: int, K: int, D: int, L: int, reps: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_size_args(ap)
-    ap.add_argument("--T", type=int, nargs="+", default=[1, 3, 5, 10, 20])
+    ap.add_argument("--T", type=at_least(0), nargs="+", default=[1, 3, 5, 10, 20])
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=at_least(1), default=3)
+    ap.add_argument("--threads", type=at_least(1), default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "T"), help=argparse.SUPPRESS)
@@ -128,8 +127,7 @@ def main() -> None:
     for mode in a.modes:
         for T in a.T:
             cmd = [sys.executable, __file__, "--one", mode, str(T)] + [f"--{k}={v}" for k, v in shape.items()]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+            rows.append(json.loads(run_child(cmd, env)))
             r = rows[-1]
             print(f"  {mode:<9} T={T:<3} {r['time_ms']:9.1f} ms  graph {r['graph_mib']:8.1f} MiB  "
                   f"peak {r['peak_mib']:8.1f} MiB", file=sys.stderr, flush=True)

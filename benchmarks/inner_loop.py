@@ -2,7 +2,9 @@
 
 Paper's image sizes by default (B=64, N=1225, K=4, D=64, L=100, T=3). Each variant runs in
 its own subprocess so peak memory is its own: peak RSS growth on CPU, max_memory_allocated on
-CUDA. Time is the median of forward+backward through T unrolled steps.
+CUDA (on CPU measured in a process run with ``MALLOC_MMAP_THRESHOLD_=65536``, so the resident set tracks
+live tensors). Time is the median of forward+backward through T unrolled steps, in a process with the
+default allocator.
 
     python benchmarks/inner_loop.py            # prints a table and the ratios
 """
@@ -11,15 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 import torch
 
-from problem_size import add_size_args
+from problem_size import add_size_args, at_least, run_child
 
 
 def naive_step(g, lam, nu):
@@ -43,7 +45,7 @@ def run_one(variant: str, B: int, N: int, K: int, D: int, L: int, T: int, reps: 
     mask = torch.ones(B, N, dtype=torch.bool, device=dev)
     solver = CoordinateAscent()
 
-    def once():
+    def once(g=g, mask=mask, lam0=lam0):
         if variant == "mpmkit":
             p = InnerProblem(g=g, mask=mask, prior=prior, potential=EuclideanPotential(), lam0=lam0,
                              log_pz=lambda lam: lam.new_full(lam.shape[:2], -math.log(K)))
@@ -54,12 +56,15 @@ def run_one(variant: str, B: int, N: int, K: int, D: int, L: int, T: int, reps: 
                 lam = naive_step(g, lam, prior.centres)
         lam.pow(2).sum().backward()
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # interpreter + torch + inputs
+    # a tiny step first, so one-time kernel/library initialisation is not counted as the step's memory
+    once(g[:1, :16], mask[:1, :16], lam0[:1])
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() * 1024 / 2**20
-    once()  # warm-up
+        base = torch.cuda.memory_allocated() / 2**20
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB: interpreter + torch + inputs
+    once()  # the first full step: its peak, then warm-up for the timings
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -69,25 +74,30 @@ def run_one(variant: str, B: int, N: int, K: int, D: int, L: int, T: int, reps: 
         times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # MiB
-    return {"variant": variant, "time_ms": 1000 * statistics.median(times), "peak_mib": peak - base / 1024}
+    return {"variant": variant, "time_ms": 1000 * statistics.median(times), "peak_mib": peak - base}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_size_args(ap)
-    ap.add_argument("--T", type=int, default=3)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--T", type=at_least(0), default=3)
+    ap.add_argument("--reps", type=at_least(1), default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.variant:
         print(json.dumps(run_one(a.variant, a.B, a.N, a.K, a.D, a.L, a.T, a.reps, a.device)))
         return
+    # memory: glibc serves blocks >= 64 KiB by mmap and unmaps them when freed, so the resident set follows
+    # the live tensors rather than the allocator's retained heap (as in backward_memory.py); that makes every
+    # allocation a page fault, so time is taken in a second process with the default allocator
+    env_memory = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     rows = []
     for variant in ("mpmkit", "naive"):
         cmd = [sys.executable, __file__, "--variant", variant] + [f"--{k}={v}" for k, v in vars(a).items()
                                                                   if k != "variant"]
-        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+        timed = json.loads(run_child(cmd))
+        rows.append({**timed, "peak_mib": json.loads(run_child(cmd, env_memory))["peak_mib"]})
     print(f"B={a.B} N={a.N} K={a.K} D={a.D} L={a.L} T={a.T} device={a.device} threads={torch.get_num_threads()}")
     print(f"{'variant':<8} {'fwd+bwd ms':>11} {'peak MiB above inputs':>22}")
     for r in rows:

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpmkit.config import parse_overrides
+from mpmkit.errors import MPMKitError
 from mpmkit.metrics import smcc
 from mpmkit.runs import config_for, evaluate_run, make_family, open_run
 from mpmkit.training import Trainer
@@ -29,6 +31,7 @@ MODELS = {
     "mpm": {"local": "mpm"},
     "slot-attention": {"local": "mpm", "solver": "slot-attention", "backward": "full", "inner_steps": 3},
 }
+IGNORED = {"ard_prune", "progress", "tensorboard", "device"}  # chosen after training, or display only
 DATA = {"clusters_min": 2, "data_seed": 0, "vae_steps": 0, "progress": False, "tensorboard": False}
 
 
@@ -72,24 +75,44 @@ def evaluate_with_prune(run_dir: Path, prune: float) -> dict:
     return m
 
 
+def refuse_stale(run_dir: Path, cfg) -> None:
+    """Stop if ``run_dir`` holds a finished run trained with other options than ``cfg`` (e.g. another --set)."""
+    stored = json.loads((run_dir / "config.json").read_text())
+    wanted = json.loads(json.dumps(cfg.to_dict()))  # as stored: tuples become lists
+    diff = sorted(f"{sec}.{k}: stored {stored.get(sec, {}).get(k)!r}, asked {v!r}"
+                  for sec in ("train", "options") for k, v in wanted.get(sec, {}).items()
+                  if k not in IGNORED and stored.get(sec, {}).get(k) != v)
+    if diff:
+        raise SystemExit(f"{run_dir} holds a run with other options ({'; '.join(diff)}); "
+                         "use another --out, or delete that directory to retrain it")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--out", type=Path, default=Path("runs/psa_spiral"))
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra options for every run")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra option for every run (repeat for more); values parsed as YAML")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    extra = dict(kv.split("=", 1) for kv in args.set)
-    extra = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v for k, v in extra.items()}
+    try:
+        extra = parse_overrides(args.overrides)
+        for name in args.models:  # bad options fail here, before any training
+            config_for("spiral-gmm", {**DATA, **MODELS[name], **extra, "seed": args.seeds[0]})
+    except MPMKitError as e:
+        ap.error(str(e))
     rows = {}
     for name in args.models:
         metrics, slots = [], []
         for seed in args.seeds:
             out = args.out / f"{name}-seed{seed}"
             t0 = time.perf_counter()
-            if not (out / "metrics.json").exists():
-                cfg = config_for("spiral-gmm", {**DATA, **MODELS[name], **extra, "seed": seed})
+            cfg = config_for("spiral-gmm", {**DATA, **MODELS[name], **extra, "seed": seed})
+            if (out / "metrics.json").exists():  # a finished run of this sweep: reuse it if it is the same run
+                refuse_stale(out, cfg)
+                m = json.loads((out / "metrics.json").read_text())
+            else:
                 Trainer(make_family("spiral-gmm"), cfg, out).fit()
                 if cfg.family.local == "psa":
                     prune, val_scores = choose_prune(out)
@@ -98,8 +121,6 @@ def main() -> None:
                     (out / "metrics.json").write_text(json.dumps(m, indent=2))
                 else:
                     m = evaluate_run(out)
-            else:
-                m = json.loads((out / "metrics.json").read_text())
             m["seconds"] = time.perf_counter() - t0
             metrics.append(m)
             slots.append(slots_of(out))
@@ -108,11 +129,12 @@ def main() -> None:
                   f"(ARD prune {m.get('ard_prune', '-')}, chosen on validation)", flush=True)
         pairs = [smcc(a[0], b[0], a[1], b[1]) for a, b in itertools.combinations(slots, 2)]
         ari = np.array([m["ari_mpm"] for m in metrics])
-        rows[name] = {"ari_mean": ari.mean(), "ari_std": ari.std(), "ari_gmm": np.mean([m["ari_gmm"] for m in metrics]),
+        rows[name] = {"ari_mean": ari.mean(), "ari_std": ari.std(ddof=1) if len(ari) > 1 else float("nan"), "ari_gmm": np.mean([m["ari_gmm"] for m in metrics]),
                       "alpha_err_pct": 100 * np.mean([m["alpha_rel_error"] for m in metrics]),
                       "count_acc": np.mean([m.get("ard_count_accuracy", np.nan) for m in metrics]),
                       "smcc_mean": float(np.mean(pairs)) if pairs else float("nan"),
-                      "smcc_std": float(np.std(pairs)) if pairs else float("nan")}
+                      "smcc_std": float(np.std(pairs, ddof=1)) if len(pairs) > 1 else float("nan")}
+    print("\n(± is the sample standard deviation, ddof=1)")
     print("\n| model | ARI (mean ± std) | GMM ARI | α error | ARD count accuracy | SMCC across seeds |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():

@@ -160,6 +160,12 @@ def main(argv=None) -> dict:
                    help="only draw the curves of these summary.json files (runs side by side) into FIGURE")
     p.add_argument("--figure", default="curve.png", help="with --plot: the figure to write")
     a = p.parse_args(argv)
+    if not a.minutes > 0:
+        p.error(f"--minutes {a.minutes:g}: a run needs some training time; use a number > 0")
+    if a.chunks < 1:
+        p.error(f"--chunks {a.chunks}: use a whole number >= 1 (points on each run's curve)")
+    if a.threads < 1 or a.curve_images < 1 or a.smcc < 0:
+        p.error("--threads and --curve-images must be >= 1 and --smcc >= 0")
     if a.plot:  # e.g. two sweeps run at once, default vs the paper's architecture
         runs = [r for f in a.plot for r in json.loads(Path(f).read_text())["runs"]]
         plot_curves(runs, Path(a.figure))

@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
     a = ap.parse_args()
+    if a.steps < 1 or a.threads < 1:
+        ap.error("--steps and --threads must be whole numbers >= 1")
     torch.set_num_threads(a.threads)
 
     from mpmkit.runs import config_for, make_family
@@ -44,6 +46,8 @@ def main() -> None:
     cfg = config_for("tetrominoes", {"num_images": 2000, "progress": False, "tensorboard": False})
     family = make_family("tetrominoes")
     splits = family.build_data(cfg)
+    if not 1 <= a.batch <= len(splits.train):
+        ap.error(f"--batch {a.batch}: use 1 to {len(splits.train)} (the training images of this config)")
     n = len(splits.train) // a.batch
     batches = [splits.collate([splits.train[i] for i in range(j * a.batch, (j + 1) * a.batch)]) for j in range(n)]
     current_forward = PixelRecognition.forward
