@@ -38,6 +38,11 @@ class Family(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     data_keys: ClassVar[tuple[str, ...]] = ()
 
+    def check(self, cfg: Config) -> None:
+        """Refuse option combinations the option dataclass cannot see on its own (e.g. a local model
+        and a solver that do not fit together), cheaply and before any data is built; raise
+        ``ConfigError`` naming the fix. The trainer calls it first; the default accepts everything."""
+
     @abstractmethod
     def build_data(self, cfg: Config) -> Splits:
         """The collection of datasets, split into train / val / test."""

@@ -189,6 +189,7 @@ class Trainer:
     def __init__(self, family: Family, cfg: Config, run_dir: str | Path, resume: bool = False):
         self.family, self.cfg, self.run_dir, self.resume = family, cfg, Path(run_dir), resume
         self.device = resolve_device(cfg.train.device)
+        family.check(cfg)  # option combinations, before any data is built or anything written
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ctx = DistContext()
         self._last_saved: tuple[int, str] | None = None

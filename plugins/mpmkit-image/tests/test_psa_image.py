@@ -231,3 +231,18 @@ def test_only_the_means_of_lambda0_learn_and_pruning_is_for_evaluation(scenes):
     lam = pack(torch.randn(1, 5, 32), torch.zeros(1, 5, 32), torch.log(torch.tensor([[0.9, 0.07, 0.01, 0.01, 0.01]])))
     assert model.likelihood.slots(lam)[1] is None  # training: every slot decoded
     assert model.eval().likelihood.slots(lam)[1].tolist() == [[True, True, False, False, False]]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"local": "psa", "solver": "slot-attention"}, "slot-attention"),
+    ({"local": "psa", "solver": "pyro-nuts", "num_slots": 5, "num_global": 5}, "set ard_prune=0"),
+])
+def test_trainer_refuses_a_bad_solver_before_building_data_or_writing(tmp_path, monkeypatch, options, message):
+    from mpmkit.runs import config_for, make_family
+    from mpmkit.training import Trainer
+
+    family = make_family("tetrominoes")
+    monkeypatch.setattr(family, "build_data", lambda cfg: pytest.fail("data built before the check"))
+    with pytest.raises(ConfigError, match=message):
+        Trainer(family, config_for("tetrominoes", options), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -174,11 +174,14 @@ class SpiralGMMFamily(Family):
             return SpiralTransform(o.alpha_init, o.beta_init)
         return CouplingFlow(layers=o.flow_layers, hidden=o.flow_hidden)
 
+    def check(self, cfg: Config) -> None:
+        if cfg.family.local == "psa":  # another solver cannot prune at test time: refuse before training
+            with_prune_mass(solver_from_config(cfg, local="psa"), cfg.family.ard_prune)
+
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
+        self.check(cfg)
         solver = solver_from_config(cfg, local=o.local)
-        if o.local == "psa":
-            with_prune_mass(solver, o.ard_prune)  # another solver cannot prune at test time: refuse before training
         model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
                           beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local,

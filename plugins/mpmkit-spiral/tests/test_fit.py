@@ -63,3 +63,15 @@ def test_psa_with_a_solver_that_cannot_prune_is_refused_before_training():
     with pytest.raises(ConfigError, match="solver 'pyro-svi' has no such step; set ard_prune=0"):
         family.build_model(config_for("spiral-gmm", {**small, "ard_prune": 0.05}))
     assert family.build_model(config_for("spiral-gmm", small)).solver.name == "pyro-svi"  # ard_prune=0: fine
+
+
+def test_trainer_refuses_psa_with_a_non_pruning_solver_before_building_data(tmp_path, monkeypatch):
+    from mpmkit.runs import make_family
+    from mpmkit.training import Trainer
+
+    family = make_family("spiral-gmm")
+    monkeypatch.setattr(family, "build_data", lambda cfg: pytest.fail("data built before the check"))
+    with pytest.raises(ConfigError, match="set ard_prune=0"):
+        Trainer(family, config_for("spiral-gmm", {"local": "psa", "solver": "pyro-svi", "ard_prune": 0.05}),
+                tmp_path / "run")
+    assert not (tmp_path / "run").exists()
