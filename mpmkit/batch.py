@@ -1,6 +1,8 @@
 """A minibatch of datasets: observations padded to a common size plus a validity mask."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -74,6 +76,9 @@ def pad_datasets(items: Sequence[Tensor], pad_value: float = 0.0) -> tuple[Tenso
     """Stack variable-size datasets ``[N_i, ...]`` into ``x [B, N_max, ...]`` and ``mask [B, N_max]``."""
     if len(items) == 0:
         raise ValueError("pad_datasets got no datasets; a batch needs at least one")
+    if not math.isfinite(pad_value):
+        raise ValueError(f"pad_value must be finite, got {pad_value}: padded entries still pass through g_φ and the "
+                         "likelihood (masked afterwards), and a NaN there turns gradients into NaN (0 · NaN = NaN)")
     tail = items[0].shape[1:]
     for i, t in enumerate(items):
         if t.shape[1:] != tail:

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,14 @@ def available(ckpt_dir: Path) -> list[str]:
                   if p.is_dir() and not p.name.startswith(".") and (p / STATE).exists() and (p / TENSORS).exists())
 
 
-def _earlier(path: Path) -> str:
+def _earlier(path: Path, pointer: str = "latest") -> str:
     others = [n for n in available(path.parent) if n != path.name]
     if not others:
         return "no other checkpoint is left; start a new run with another --out"
-    return (f"other checkpoints in {str(path.parent)!r}: {', '.join(others)}; to resume from one, write "
-            f'{{"path": "{others[-1]}"}} into {str(path.parent / "latest.json")!r}')
+    use = ("to resume from one" if pointer == "latest" else
+           f"to use one as the {pointer} checkpoint (or evaluate with --checkpoint latest)")
+    return (f"other checkpoints in {str(path.parent)!r}: {', '.join(others)}; {use}, write "
+            f'{{"path": "{others[-1]}"}} into {str(path.parent / f"{pointer}.json")!r}')
 
 
 def clean_temporary(ckpt_dir: Path) -> None:
@@ -159,7 +162,7 @@ def resolve(ckpt_dir: Path, pointer: str = "latest") -> Path:
         if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
             raise TypeError(f"bad path {name!r}")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{str(ptr)!r} is corrupted ({exc}); {_earlier(ptr)}") from exc
+        raise CheckpointError(f"{str(ptr)!r} is corrupted ({exc}); {_earlier(ptr, pointer)}") from exc
     target = Path(ckpt_dir) / name
     if not target.is_dir():
         aside = sorted(Path(ckpt_dir).glob(f".{name}.old-*"))
@@ -167,7 +170,7 @@ def resolve(ckpt_dir: Path, pointer: str = "latest") -> Path:
             os.replace(aside[-1], target)
             fsync_dir(Path(ckpt_dir))
     if not target.is_dir():
-        raise CheckpointError(f"{str(ptr)!r} points at {name!r}, which does not exist; {_earlier(target)}")
+        raise CheckpointError(f"{str(ptr)!r} points at {name!r}, which does not exist; {_earlier(target, pointer)}")
     return target
 
 
@@ -239,9 +242,15 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
     import numpy as np
 
     torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
     if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+        here = torch.cuda.device_count()
+        for i, key in enumerate(cuda[:here]):  # device i gets the state saved for device i (numeric order)
+            torch.cuda.set_rng_state(tensors[key], i)
+        if len(cuda) > here:
+            warnings.warn(f"the checkpoint holds RNG states of {len(cuda)} CUDA devices, this machine has {here}; "
+                          f"the other {len(cuda) - here} are not restored, so random draws on them differ",
+                          stacklevel=2)
     s = meta["numpy"]
     np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
     py = meta["python"]

@@ -47,6 +47,9 @@ def solver_from_config(cfg, local: str = "mpm", **defaults) -> Solver:
     is ``psa-em``, Proposition 1 generalised to mixing weights and variances. ``defaults`` are
     solver options a family sets, which the config's ``solver_options`` override."""
     name = "psa-em" if local == "psa" and cfg.solver == "coordinate-ascent" else cfg.solver
+    if "backward" in cfg.solver_options:
+        raise ConfigError(f"solver_options sets 'backward', which is a top-level key: use --set "
+                          f"backward={cfg.solver_options['backward']} instead")
     return make_solver(name, cfg.backward, **{**defaults, **dict(cfg.solver_options)})
 
 

@@ -16,7 +16,8 @@ class Likelihood(nn.Module, ABC):
 
     @abstractmethod
     def log_prob(self, x: Any, lam: Tensor, mask: Tensor) -> Tensor:
-        """Mixture form: ``[B, N, K]``; additive form: ``[B, N]``."""
+        """Mixture form: ``[B, N, K]``; additive form: ``[B, N]``. Entries of padded observations
+        (``mask`` False) are discarded, but must be finite (any value): their gradient is multiplied by 0."""
 
 
 class MixtureLikelihood(Likelihood):

@@ -26,8 +26,7 @@ def entropy(q: Tensor) -> Tensor:
 def surrogate_elbo(g: Tensor, mask: Tensor, lam: Tensor, q: Tensor, prior: Prior, potential: Potential,
                    log_pz) -> Tensor:
     """\\hat L_i^ELBO = log p(λ_i|η) + Σ_j E_q[ψ + log p(z|λ) - log q], ``[B]``."""
-    m = mask.unsqueeze(-1).to(q.dtype)
-    scores = (potential.logits(g, lam) + log_pz(lam).unsqueeze(1)) * m
+    scores = torch.where(mask.unsqueeze(-1), potential.logits(g, lam) + log_pz(lam).unsqueeze(1), 0.0)
     return prior.log_prob(lam) + (q * scores).sum((1, 2)) + entropy(q)
 
 
@@ -60,12 +59,20 @@ class ELBO:
         return -total.sum() / self.n_obs.sum().clamp_min(1)
 
     def metrics(self) -> dict[str, float]:
+        """Per observation: ``elbo`` is the true ELBO (β = 1, a lower bound on log p(x)); ``objective``
+        the β-scaled one training maximises; the terms add up to them."""
         n = float(self.n_obs.sum().clamp_min(1))
+
+        def per_obs(t: Tensor) -> float:
+            return float(t.detach().sum()) / n
+
         return {
-            "elbo": float(self.total.detach().sum()) / n,
-            "log_lik": float(self.log_lik.detach().sum()) / n,
-            "log_prior": float(self.log_prior.detach().sum()) / n,
-            "entropy": float(self.entropy.detach().sum()) / n,
+            "elbo": per_obs(self.log_prior + self.log_lik + self.log_pz + self.entropy),
+            "objective": per_obs(self.total),
+            "log_lik": per_obs(self.log_lik),
+            "log_prior": per_obs(self.log_prior),
+            "log_pz": per_obs(self.log_pz),
+            "entropy": per_obs(self.entropy),
         }
 
 
@@ -143,7 +150,7 @@ class MPM(nn.Module):
         if mixed:  # mixed precision stops at the inner loop: whichever solver runs, it runs in fp32
             problem = dataclasses.replace(problem, g=problem.g.float(), lam0=problem.lam0.float())
         with fp32:
-            result: InnerResult = (solver or self.solver).solve(problem, steps or self.inner_steps)
+            result: InnerResult = (solver or self.solver).solve(problem, self.inner_steps if steps is None else steps)
         return Inference(g=problem.g, lam=result.lam, q=result.q, trace=result.trace)
 
     def surrogate_elbo(self, batch: Batch, inference: Inference) -> Tensor:
@@ -156,10 +163,10 @@ class MPM(nn.Module):
         lam, q, mask = inference.lam, inference.q, batch.mask
         m = mask.to(q.dtype)
         ll = self.likelihood.log_prob(batch.x, lam, mask)
-        if self.likelihood.form == "mixture":
-            log_lik = (q * ll).sum((1, 2))
+        if self.likelihood.form == "mixture":  # padded rows dropped, not multiplied by q = 0 (0 · -inf = NaN)
+            log_lik = (q * torch.where(mask.unsqueeze(-1), ll, 0.0)).sum((1, 2))
         elif self.likelihood.form == "additive":
-            log_lik = (ll * m).sum(1)
+            log_lik = torch.where(mask, ll, 0.0).sum(1)
         else:
             raise ValueError(f"likelihood form must be 'mixture' or 'additive', got {self.likelihood.form!r}")
         mixed, fp32 = _autocast_off(lam.device.type)
@@ -204,10 +211,12 @@ class MPM(nn.Module):
         return Inference(g=inference.g, lam=best, q=q, trace=trace)
 
     def perturb(self, lam0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """A random restart point near λ⁰ ``[B, K, D]``: λ⁰ + s ε with s the scale λ⁰ was drawn at
-        (``init_scale``); models that learn their initial noise override this."""
-        noise = torch.randn(lam0.shape, generator=generator, device=lam0.device, dtype=lam0.dtype)
-        return lam0 + self.init_scale * noise
+        """A random restart point near λ⁰ ``[B, K, D]``: the slot means μ⁰ + s ε with s the scale λ⁰ was
+        drawn at (``init_scale``), the rest of λ (PSA's σ², π) kept; models that learn their initial noise
+        override this. ``generator`` must live on λ⁰'s device."""
+        mu = self.potential.slot_means(lam0)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self.potential.with_slot_means(lam0, mu + self.init_scale * noise)
 
     def infer_restarts(self, batch: Batch, restarts: int, steps: int | None = None, solver: Solver | None = None,
                        refine_steps: int = 0, refine_lr: float = REFINE_LR,

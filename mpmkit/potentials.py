@@ -11,7 +11,8 @@ from torch import Tensor, nn
 class Potential(nn.Module, ABC):
     """ψ_φ: embeds a batch of datasets with g_φ, then scores observations against slots."""
 
-    #: True when ψ = -½‖μ_k - g_j‖² (up to terms constant in k), so Proposition 1 applies.
+    #: True when ψ = -½‖μ_k - g_j‖² (unit precision, up to terms constant in k), so Proposition 1's
+    #: M-step (a weighted mean of the g_ij) applies; its E-step uses :meth:`relative_logits`.
     closed_form: bool = False
 
     def __init__(self, recognition: nn.Module | None = None):
@@ -32,6 +33,10 @@ class Potential(nn.Module, ABC):
     def logits(self, g: Tensor, lam: Tensor) -> Tensor:
         """ψ(z_ij = k | x_ij, λ_i), ``[B, N, K]``."""
 
+    def relative_logits(self, g: Tensor, lam: Tensor) -> Tensor:
+        """ψ up to terms constant in k (all a softmax over k needs); default: :meth:`logits` itself."""
+        return self.logits(g, lam)
+
     # -- the layout of λ (override when λ_ik is more than a slot vector, e.g. PSA's (μ, σ², π)) --
     def lambda_dim(self, feature_dim: int) -> int:
         """Width of λ_ik for embeddings of width D (default: λ_ik = μ_ik ∈ R^D)."""
@@ -44,6 +49,10 @@ class Potential(nn.Module, ABC):
     def slot_means(self, lam: Tensor) -> Tensor:
         """The slot vectors μ_ik that decoders read, ``[B, K, D]``."""
         return lam
+
+    def with_slot_means(self, lam: Tensor, mu: Tensor) -> Tensor:
+        """``lam`` with its slot vectors replaced by ``mu`` (the rest of λ_ik, e.g. PSA's σ², π, kept)."""
+        return mu
 
     def log_mixing(self, lam: Tensor) -> Tensor | None:
         """log p(z = k | λ) when λ carries mixing weights, ``[B, K]``; None: uniform 1/K."""
@@ -59,12 +68,18 @@ class EuclideanPotential(Potential):
     closed_form = True
 
     def logits(self, g: Tensor, lam: Tensor) -> Tensor:
-        return self.relative_logits(g, lam) - 0.5 * (g**2).sum(-1, keepdim=True)
+        return _without_g_norm(g, lam) - 0.5 * (g**2).sum(-1, keepdim=True)
 
-    @staticmethod
-    def relative_logits(g: Tensor, lam: Tensor) -> Tensor:
-        """ψ up to the per-observation constant -½‖g‖²: enough for softmax over k."""
-        return g @ lam.transpose(1, 2) - 0.5 * (lam**2).sum(-1).unsqueeze(1)
+    def relative_logits(self, g: Tensor, lam: Tensor) -> Tensor:
+        """ψ without the per-observation constant -½‖g‖² (O(NKD) saved per step)."""
+        if type(self).logits is not EuclideanPotential.logits:  # a subclass changed ψ: honour it
+            return self.logits(g, lam)
+        return _without_g_norm(g, lam)
+
+
+def _without_g_norm(g: Tensor, lam: Tensor) -> Tensor:
+    """⟨g, μ⟩ - ½‖μ‖² = -½‖μ - g‖² + ½‖g‖², as one matmul."""
+    return g @ lam.transpose(1, 2) - 0.5 * (lam**2).sum(-1).unsqueeze(1)
 
 
 class DotProductPotential(Potential):

@@ -82,6 +82,10 @@ class PSAPotential(Potential):
     def slot_means(self, lam: Tensor) -> Tensor:
         return unpack(lam).mu
 
+    def with_slot_means(self, lam: Tensor, mu: Tensor) -> Tensor:
+        unpack(lam)  # checks the layout
+        return torch.cat([mu, lam[..., mu.shape[-1]:]], -1)  # log σ², log π as they are
+
     def log_mixing(self, lam: Tensor) -> Tensor:
         return unpack(lam).log_pi
 

@@ -66,15 +66,23 @@ def open_run(run_dir: str | Path, which: str = "best", device: str | None = None
     if not cfg_path.exists():
         raise CheckpointError(f"{str(run_dir)!r} is not a run directory ({cfg_path.name} missing); "
                               "create one with `mpmkit fit FAMILY --out DIR`")
-    saved = json.loads(cfg_path.read_text())
+    if which not in ("best", "latest"):
+        raise ValueError(f"which checkpoint: 'best' or 'latest', got {which!r}")
+    try:
+        saved = json.loads(cfg_path.read_text())
+        family_name = saved["family"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{str(cfg_path)!r} is corrupted ({type(exc).__name__}: {exc}); restore it from "
+                              "a checkpoint's state.json (key 'config')") from exc
     values = {**saved.get("train", {}), **saved.get("options", {})}
-    cfg = config_for(saved["family"], {**values, **(overrides or {})})
+    cfg = config_for(family_name, {**values, **(overrides or {})})
     if overrides:
-        _keep_split(cfg, config_for(saved["family"], values), overrides)
+        _keep_split(cfg, config_for(family_name, values), overrides)
     if device is not None:
         cfg.train.device = device
     ckpt_dir = run_dir / "checkpoints"
-    pointer = which if (ckpt_dir / f"{which}.json").exists() else "latest"
+    # a run stopped before its first validation has no best checkpoint yet: its latest is the one there is
+    pointer = "latest" if which == "best" and not (ckpt_dir / "best.json").exists() else which
     path = ckpt.resolve(ckpt_dir, pointer)
     tensors, state = ckpt.load(path)
     if state.get("family") != cfg.family_name:

@@ -135,3 +135,28 @@ def test_a_nearly_empty_slot_under_a_flat_prior_keeps_its_place_and_a_finite_gra
     torch.testing.assert_close(out.lam[0, 0], g[0].mean(0), rtol=0, atol=1e-6)
     (out.lam.sum() + out.q.sum()).backward()
     assert torch.isfinite(lam0.grad).all() and torch.isfinite(g.grad).all()
+
+
+def test_the_q_step_uses_the_potentials_own_logits():
+    """A subclass that changes ψ, or a third-party closed-form potential, gets the q that maximises *its* surrogate."""
+    from mpmkit.potentials import Potential
+    from mpmkit.solvers.base import masked_softmax
+
+    class Tempered(EuclideanPotential):
+        def logits(self, g, lam):
+            return 0.25 * super().logits(g, lam)
+
+    class OwnEuclidean(Potential):  # closed form, written from scratch (no relative_logits of its own)
+        closed_form = True
+
+        def logits(self, g, lam):
+            return -0.5 * torch.cdist(g, lam) ** 2
+
+    p = make_problem(4, 2, 15, 3, 2, 4, 2.0, "gmm")
+    ca = CoordinateAscent()
+    for pot in (Tempered(), OwnEuclidean(), EuclideanPotential()):
+        q = ca.posterior(p.__class__(**{**p.__dict__, "potential": pot}), p.lam0)
+        want = masked_softmax(pot.logits(p.g, p.lam0) + p.log_pz(p.lam0).unsqueeze(1), p.mask)
+        torch.testing.assert_close(q, want)
+    plain = ca.posterior(p, p.lam0)
+    assert (ca.posterior(p.__class__(**{**p.__dict__, "potential": Tempered()}), p.lam0) - plain).abs().max() > 0.05

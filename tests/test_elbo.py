@@ -84,3 +84,37 @@ def test_elbo_per_observation_normalisation():
     model, batch = make()
     loss, terms, _ = model(batch)
     assert math.isclose(float(loss.detach()), -float(terms.total.detach().sum() / batch.mask.sum()), rel_tol=1e-12)
+
+
+def test_logged_elbo_is_the_true_bound_and_the_terms_add_up():
+    """metrics()["elbo"] is L at β = 1 (a lower bound on log p(x)) whatever β training uses; "objective" is β's."""
+    model, batch = make(beta=0.0)
+    inf = model.infer(batch)
+    t = model.elbo(batch, inf)
+    m = t.metrics()
+    n = float(batch.mask.sum())
+    exact = float(log_joint(model, batch, inf.lam).detach().sum()) / n
+    assert math.isclose(m["elbo"], float(model.elbo(batch, inf, beta=1.0).total.detach().sum()) / n, rel_tol=1e-12)
+    assert m["elbo"] <= exact + 1e-12 and m["objective"] > exact  # β = 0 drops −KL(q‖p(z|λ)) ≤ 0: not a bound
+    assert math.isclose(m["elbo"], m["log_prior"] + m["log_lik"] + m["log_pz"] + m["entropy"], rel_tol=1e-12)
+    assert math.isclose(m["objective"], m["log_prior"] + m["log_lik"], rel_tol=1e-12)
+
+
+def test_a_likelihood_that_is_minus_inf_on_padding_leaves_the_elbo_finite_and_unchanged():
+    class PadHostile(UnitGaussian):
+        def log_prob(self, x, lam, mask):
+            return torch.where(mask.unsqueeze(-1), super().log_prob(x, lam, mask), -math.inf)
+
+    model, batch = make()
+    inf = model.infer(batch)
+    want = model.elbo(batch, inf).total
+    model.likelihood = PadHostile()
+    got = model.elbo(batch, inf).total
+    assert torch.isfinite(got).all() and torch.equal(got, want)
+
+
+def test_padding_must_be_finite():
+    import pytest
+
+    with pytest.raises(ValueError, match="pad_value must be finite.*0 · NaN"):
+        pad_datasets([torch.zeros(2, 2), torch.zeros(3, 2)], pad_value=math.nan)

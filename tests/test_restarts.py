@@ -78,3 +78,23 @@ def test_bad_restarts_and_start_points_are_named():
         model.infer_restarts(batch, 0)
     with pytest.raises(ValueError, match=r"lam0 must have the shape .*\[B, K, D\]"):
         model.infer(batch, lam0=torch.zeros(1, 3, 2, dtype=torch.float64))
+
+
+def test_restart_points_move_the_slot_means_only():
+    """λ⁰ + s ε on μ; PSA's variances and mixing weights start where λ⁰ has them (a random σ² or π is no restart)."""
+    from mpmkit.psa import PSAPotential, unpack
+
+    torch.manual_seed(0)
+    model = MPM(prior=FlatPrior(), likelihood=UnitGaussian(), potential=PSAPotential(), solver=CoordinateAscent(),
+                num_slots=3, slot_dim=2 * 2 + 1, init_scale=2.0)
+    lam0 = model.lambda0.detach().unsqueeze(0).expand(4, -1, -1)
+    out = model.perturb(lam0, torch.Generator().manual_seed(1))
+    a, b = unpack(lam0), unpack(out)
+    assert torch.equal(a.log_var, b.log_var) and torch.equal(a.log_pi, b.log_pi)
+    step = (b.mu - a.mu) / 2.0  # ε, one standard normal draw per mean coordinate
+    assert step.abs().min() > 0 and 0.5 < float(step.std()) < 1.6
+    plain = MPM(prior=FlatPrior(), likelihood=UnitGaussian(), potential=EuclideanPotential(),
+                solver=CoordinateAscent(), num_slots=3, slot_dim=2, init_scale=2.0)
+    l0 = plain.lambda0.detach().unsqueeze(0).expand(4, -1, -1)
+    eps = torch.randn(l0.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(plain.perturb(l0, torch.Generator().manual_seed(1)), l0 + 2.0 * eps)

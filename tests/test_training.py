@@ -188,6 +188,32 @@ def test_resume_run_saved_before_keys_existed(tmp_path, toy_host):
     assert state["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_accepts_an_unchanged_tuple_option(tmp_path, toy_host):
+    """config.json stores a ``tuple[float, float]`` option as a JSON list; resuming must not read that as a change."""
+    from dataclasses import dataclass
+
+    from mpmkit.config import build_config
+    from toy import ToyFamily, ToyOptions
+
+    @dataclass
+    class WindowOptions(ToyOptions):
+        window: tuple[float, float] = (0.0, 1.0)
+
+    class WindowFamily(ToyFamily):
+        options = WindowOptions
+
+    def run(resume, **values):
+        cfg = build_config("toy", WindowOptions, {"epochs": 2, "window": [0.5, 2.0], **values}, ToyFamily.defaults)
+        return Trainer(WindowFamily(), cfg, tmp_path / "run", resume=resume).fit()
+
+    run(False, max_steps=2)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["window"] == [0.5, 2.0]
+    run(True)  # same window: resumes to the end
+    assert ckpt.load(tmp_path / "run" / "checkpoints")[1]["step"] == 4
+    with pytest.raises(ConfigError, match="keys differ: window"):
+        run(True, window=[0.5, 3.0])
+
+
 def test_validation_rows_carry_the_epoch_they_end(tmp_path, toy_host):
     fit(tmp_path / "run", epochs=3)
     import csv
@@ -271,6 +297,25 @@ def test_a_family_registered_wrongly_is_named_with_the_fix(tmp_path):
         assert r.exit_code != 0 and "needs `options = SomeDataclass`" in r.output and "Traceback" not in r.output
 
 
+def test_evaluate_names_a_damaged_run_and_the_fix(tmp_path, toy_host):
+    import shutil
+
+    fit(tmp_path / "run", epochs=1)
+    run = tmp_path / "run"
+    best = json.loads((run / "checkpoints" / "best.json").read_text())["path"]
+    shutil.rmtree(run / "checkpoints" / best)
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code != 0 and "points at" in r.output
+    assert "best.json" in r.output and "--checkpoint latest" in r.output  # the pointer that is broken, not latest.json
+    assert 0 <= evaluate_run(run, "latest")["ari"] <= 1  # the latest checkpoint still evaluates
+    (run / "config.json").write_text('{"family": "toy", "train": {')  # cut short
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code != 0 and "config.json' is corrupted" in r.output and "state.json" in r.output
+    assert "Traceback" not in r.output
+    with pytest.raises(ValueError, match="'best' or 'latest'"):
+        evaluate_run(run, "lastest")
+
+
 def test_evaluate_refuses_overrides_that_change_the_test_split(tmp_path, toy_host, monkeypatch):
     from mpmkit.errors import PluginError
     from toy import ToyFamily
@@ -287,3 +332,26 @@ def test_evaluate_refuses_overrides_that_change_the_test_split(tmp_path, toy_hos
     monkeypatch.setattr(ToyFamily, "data_keys", ("num_datsets",))
     with pytest.raises(PluginError, match=r"data_keys \['num_datsets'\] are not fields of ToyOptions"):
         evaluate_run(tmp_path / "run", overrides={"inner_steps": 4})
+
+
+def test_check_data_tells_nan_padding_from_nan_data(toy_host):
+    from mpmkit import Batch
+    from mpmkit.errors import DataError
+    from mpmkit.training import check_data
+
+    splits = make_family("toy").build_data(config_for("toy", {}))
+
+    def nan_padded(items):  # a user collate that pads with NaN instead of a finite value
+        n = max(len(x) for x, _ in items)
+        x = torch.full((len(items), n, 2), float("nan"))
+        mask = torch.zeros(len(items), n, dtype=torch.bool)
+        for i, (xi, _) in enumerate(items):
+            x[i, :len(xi)], mask[i, :len(xi)] = xi, True
+        return Batch(x=x, mask=mask)
+
+    assert len({len(x) for x, _ in splits.train}) > 1  # ragged, so there is padding
+    with pytest.raises(DataError, match="pads x with NaN/Inf.*pad with a finite value"):
+        check_data(splits, nan_padded, 2)
+    splits.train[1] = (splits.train[1][0].index_fill(0, torch.tensor([0]), float("nan")), splits.train[1][1])
+    with pytest.raises(DataError, match="train dataset 1 contains NaN"):
+        check_data(splits, splits.collate, 2)

@@ -97,6 +97,12 @@ class FixedPointSolver(Solver):
                  trace: bool = False):
         if backward not in BACKWARD_MODES:
             raise ValueError(f"unknown backward mode {backward!r}; choose one of {', '.join(BACKWARD_MODES)}")
+        if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1:
+            raise ValueError(f"truncate is the number of steps to backpropagate through, >= 1; got {truncate!r}")
+        if isinstance(neumann, bool) or not isinstance(neumann, int) or neumann < 0:
+            raise ValueError(f"neumann is a number of correction terms, >= 0; got {neumann!r}")
+        if tol is not None and not tol > 0:
+            raise ValueError(f"tol is a distance, > 0 (or None for no early stop); got {tol!r}")
         self.backward, self.truncate, self.neumann, self.tol, self.trace = backward, truncate, neumann, tol, trace
 
     @abstractmethod

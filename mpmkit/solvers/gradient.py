@@ -22,6 +22,8 @@ class GradientAscent(FixedPointSolver):
 
     def __init__(self, backward: str = "full", step_size: float = 0.5, **kw):
         super().__init__(backward=backward, **kw)
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0 (a step up the surrogate ELBO), got {step_size!r}")
         self.step_size = step_size
 
     def check(self, problem: InnerProblem) -> None:
