@@ -105,3 +105,17 @@ def test_overwrite_killed_between_its_renames_is_recovered(tmp_path):
     tensors, state = ckpt.load(tmp_path)
     assert state["step"] == 1 and (tmp_path / "step-00000001").is_dir()
     assert not list(tmp_path.glob(".*old*"))
+
+
+def test_cuda_rng_states_go_to_their_own_device_and_extra_ones_warn(monkeypatch):
+    """Keys sort as numbers (cuda.10 after cuda.2), and a checkpoint from more GPUs than this machine has restores
+    the ones that exist and says so, instead of failing inside torch."""
+    saved_tensors, meta = ckpt.rng_state()
+    states = {f"rng.cuda.{i}": torch.full((4,), i, dtype=torch.uint8) for i in range(12)}
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 11)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda t, i: restored.__setitem__(i, int(t[0])))
+    with pytest.warns(UserWarning, match="RNG states of 12 CUDA devices, this machine has 11"):
+        ckpt.set_rng_state({**saved_tensors, **states}, meta)
+    assert restored == {i: i for i in range(11)}

@@ -139,3 +139,39 @@ def test_a_value_the_solver_refuses_is_a_config_error_naming_solver_and_option(t
     with pytest.raises(ConfigError, match=r"'solver_options.tol' must be a number, got 'abc'"):
         make_solver("gradient", tol="abc")
     assert make_solver("gradient", tol=1, step_size="0.25").tol == 1.0
+
+
+@pytest.mark.parametrize("name, options, named", [
+    ("coordinate-ascent", {"truncate": -1}, "truncate is the number of steps"),
+    ("coordinate-ascent", {"truncate": 0}, "truncate is the number of steps"),
+    ("gradient", {"neumann": -2}, "neumann is a number of correction terms"),
+    ("coordinate-ascent", {"tol": 0.0}, "tol is a distance, > 0"),
+    ("gradient", {"step_size": -1.0}, "step_size must be > 0"),
+])
+def test_fixed_point_options_that_would_run_the_wrong_loop_are_refused(toy_host, name, options, named):
+    from mpmkit.components import make_solver
+
+    with pytest.raises(ConfigError, match=f"solver '{name}' refused its options.*{named}"):
+        make_solver(name, **options)
+
+
+def test_backward_inside_solver_options_points_at_the_top_level_key(toy_host):
+    from mpmkit.components import solver_from_config
+    from mpmkit.runs import config_for
+
+    cfg = config_for("toy", {"solver_options": {"backward": "implicit"}})
+
+    with pytest.raises(ConfigError, match="top-level key: use --set backward=implicit"):
+        solver_from_config(cfg)
+
+
+def test_infer_with_zero_steps_is_refused_not_read_as_the_default(toy_host):
+    from mpmkit.runs import config_for, make_family
+
+    family = make_family("toy")
+    cfg = config_for("toy", {"solver_options": {"trace": True}})
+    model, splits = family.build_model(cfg), family.build_data(cfg)
+    batch = splits.collate(list(splits.train[:3]))
+    with pytest.raises(ValueError, match="steps"):  # 0 is a number of steps, not "the default"
+        model.infer(batch, steps=0)
+    assert len(model.infer(batch).trace["surrogate_elbo"]) == cfg.inner_steps + 1
