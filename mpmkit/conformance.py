@@ -17,8 +17,11 @@ or one pytest test per check::
         run_check(check, lambda: MySolver())
 
 ``solver_factory()`` must return a fresh, unbound solver; the checks call ``bind(K, D)`` on it (a no-op
-for solvers without layers). The default problem is a small GMM-prior / Euclidean-potential problem
-on CPU in float32 with ragged datasets (``make_problem``); pass ``problem_factory`` to use your own.
+for solvers without layers). A check returns ``None`` when it ran and passed, or a string giving the
+reason it does not apply to this solver (e.g. ``ascent`` for a solver that does not declare
+``ascends_surrogate``); :func:`run_check` passes that reason on, so a test can report it as a skip.
+The default problem is a small GMM-prior / Euclidean-potential problem on CPU in float32 with ragged
+datasets (``make_problem``); pass ``problem_factory`` to use your own.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from .solvers import InnerProblem, InnerResult, Solver
+from .solvers import GradientAscent, InnerProblem, InnerResult, Solver
 
 SolverFactory = Callable[[], Solver]
 ProblemFactory = Callable[..., InnerProblem]
@@ -178,11 +181,11 @@ def check_inputs_untouched(factory: SolverFactory, problem: InnerProblem, steps:
             _fail(solver, "inputs_untouched", f"solve modified {name} in place")
 
 
-def check_gradients(factory: SolverFactory, problem: InnerProblem, steps: int, **_: Any) -> None:
+def check_gradients(factory: SolverFactory, problem: InnerProblem, steps: int, **_: Any) -> str | None:
     """A solver with ``differentiable = True`` passes finite, non-zero gradients from (λ, q) to g."""
     solver = _bound(factory, problem)
     if not getattr(solver, "differentiable", False):
-        return
+        return f"{_name(solver)!r} declares differentiable = False: no gradient to g is promised"
     g = problem.g.detach().clone().requires_grad_()
     res = _solve(solver, dataclasses.replace(problem, g=g), steps)
     (res.lam.pow(2).sum() + (res.q * torch.arange(res.q.shape[-1]).to(res.q)).sum()).backward()
@@ -202,12 +205,12 @@ def check_bad_steps(factory: SolverFactory, problem: InnerProblem, steps: int, *
     _fail(solver, "bad_steps", "solve(problem, steps=0) did not raise ValueError")
 
 
-def check_ascent(factory: SolverFactory, problem: InnerProblem, steps: int, **_: Any) -> None:
+def check_ascent(factory: SolverFactory, problem: InnerProblem, steps: int, **_: Any) -> str | None:
     """A solver with ``ascends_surrogate = True`` ends with a surrogate ELBO no lower than at (λ⁰, q(λ⁰)),
     and no step of it lowers the ELBO."""
     solver = _bound(factory, problem)
     if not getattr(solver, "ascends_surrogate", False):
-        return
+        return f"{_name(solver)!r} does not declare ascends_surrogate = True"
     with torch.no_grad():
         lam = problem.lam0
         before = solver.surrogate_elbo(problem, lam, solver.posterior(problem, lam))
@@ -221,7 +224,61 @@ def check_ascent(factory: SolverFactory, problem: InnerProblem, steps: int, **_:
             before = after
 
 
-CHECKS: dict[str, Callable[..., None]] = {
+def surrogate_objective(problem: InnerProblem, lam: torch.Tensor) -> torch.Tensor:
+    """max_q of the surrogate ELBO at λ, per dataset ``[B]``:
+    log p_η(λ) + Σ_j logsumexp_k(ψ_jk(λ) + log p(z = k | λ)) over the real observations j."""
+    logits = problem.potential.logits(problem.g, lam) + problem.log_pz(lam).unsqueeze(1)
+    return problem.prior.log_prob(lam) + (torch.logsumexp(logits, -1) * problem.mask).sum(1)
+
+
+def _seeks_stationary_point(solver: Solver) -> str | None:
+    """Why ``stationary`` does not apply to ``solver`` (None: it applies)."""
+    if getattr(solver, "ascends_surrogate", False):
+        return None
+    if isinstance(solver, GradientAscent):
+        if type(solver).update is GradientAscent.update:
+            return None
+        return (f"{_name(solver)!r} replaces GradientAscent.update (a learned or custom step): its fixed points "
+                "need not be stationary points of the surrogate")
+    return (f"{_name(solver)!r} neither declares ascends_surrogate = True nor takes the plain gradient step, "
+            "so λ^T is not promised to be a stationary point of the surrogate")
+
+
+def check_stationary(factory: SolverFactory, problem: InnerProblem, steps: int, stationary_tol: float = 1e-3,
+                     max_steps: int = 1000, chunk: int = 200, **_: Any) -> str | None:
+    """A solver that ascends the surrogate (``ascends_surrogate = True``, or the plain ``gradient`` step)
+    ends at a stationary point of it: max |∇_λ max_q \\hat L(λ^T)| / N_i < ``stationary_tol``.
+
+    The solver runs ``chunk`` steps at a time (each chunk starts from the previous λ^T) until the
+    gradient is below ``stationary_tol`` or ``max_steps`` steps are spent. Catches solvers that ascend but stop
+    short or converge to the wrong point (e.g. a do-nothing step, or a prior's precision misread in
+    the M-step), which the ``ascent`` check cannot see.
+    """
+    solver = _bound(factory, problem)
+    reason = _seeks_stationary_point(solver)
+    if reason is not None:
+        return reason
+    lam, done, worst = problem.lam0, 0, math.inf
+    n = problem.mask.sum(1).clamp_min(1).view(-1, 1, 1)
+    while done < max_steps:
+        with torch.no_grad():
+            lam = _detached(_solve(solver, dataclasses.replace(problem, lam0=lam), chunk)).lam
+        done += chunk
+        x = lam.clone().requires_grad_()
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(surrogate_objective(problem, x).sum(), x)
+        worst = float((grad / n.to(grad)).abs().max())
+        if not math.isfinite(worst):
+            break
+        if worst < stationary_tol:
+            return None
+    _fail(solver, "stationary", f"after {done} steps the surrogate's gradient at λ^T is still {worst:.3g} per "
+                                f"observation (max |∇_λ|/N_i; tolerance {stationary_tol:g}): the fixed point "
+                                "is not a stationary point of the surrogate ELBO")
+    return None
+
+
+CHECKS: dict[str, Callable[..., str | None]] = {
     "shapes": check_shapes,
     "finite": check_finite,
     "simplex": check_simplex,
@@ -231,29 +288,38 @@ CHECKS: dict[str, Callable[..., None]] = {
     "gradients": check_gradients,
     "bad_steps": check_bad_steps,
     "ascent": check_ascent,
+    "stationary": check_stationary,
 }
 
 
 def run_check(name: str, solver_factory: SolverFactory, *, problem_factory: ProblemFactory = make_problem,
-              steps: int = 3, **options: Any) -> None:
-    """Run one check of :data:`CHECKS` by name (raises :class:`ConformanceError` on failure)."""
+              steps: int = 3, **options: Any) -> str | None:
+    """Run one check of :data:`CHECKS` by name (raises :class:`ConformanceError` on failure).
+
+    Returns ``None`` when the check ran and passed, or the reason it does not apply to this solver."""
     if name not in CHECKS:
         raise KeyError(f"unknown conformance check {name!r}; available: {', '.join(CHECKS)}")
-    CHECKS[name](solver_factory, problem_factory(), steps, **options)
+    return CHECKS[name](solver_factory, problem_factory(), steps, **options)
 
 
 def check_solver_conformance(solver_factory: SolverFactory, *, problem_factory: ProblemFactory = make_problem,
                              steps: int = 3, checks: list[str] | None = None, **options: Any) -> list[str]:
     """Run every check (or those named in ``checks``) on solvers from ``solver_factory``.
 
-    ``options`` go to the checks (``atol`` for simplex/padding tolerance, ``pad``). Raises
-    :class:`ConformanceError` naming the first failed rule; returns the names of the checks run.
+    ``options`` go to the checks (``atol`` for simplex/padding tolerance, ``pad``; ``stationary_tol``,
+    ``max_steps``, ``chunk`` for stationary). Raises
+    :class:`ConformanceError` naming the first failed rule; returns the names of the checks that
+    applied to the solver and passed (those that do not apply, e.g. ``ascent`` for a solver without
+    ``ascends_surrogate``, are left out).
     """
     names = list(CHECKS) if checks is None else list(checks)
+    ran = []
     for name in names:
-        run_check(name, solver_factory, problem_factory=problem_factory, steps=steps, **options)
-    return names
+        if run_check(name, solver_factory, problem_factory=problem_factory, steps=steps, **options) is None:
+            ran.append(name)
+    return ran
 
 
-__all__ = ["CHECKS", "ConformanceError", "check_solver_conformance", "make_problem", "run_check"] + [
+__all__ = ["CHECKS", "ConformanceError", "check_solver_conformance", "make_problem", "run_check",
+           "surrogate_objective"] + [
     f.__name__ for f in CHECKS.values()]

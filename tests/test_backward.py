@@ -61,7 +61,22 @@ def test_diagnostics_trace_elbo_and_residual():
     res = CoordinateAscent(trace=True).solve(p, 6)
     e = res.trace["surrogate_elbo"]
     assert len(e) == 7 and all(b >= a - 1e-4 for a, b in zip(e, e[1:]))
-    assert res.trace["residual"] >= 0 and res.trace["steps"] == 6
+    assert res.trace["steps"] == 6
+    # residual = mean over datasets and slots of ‖λ_T − λ_{T−1}‖, from a step-by-step run of F
+    lams = [p.lam0]
+    with torch.no_grad():
+        for _ in range(12):
+            lams.append(CoordinateAscent().update(p, lams[-1]))
+    residuals = {}
+    for steps in (1, 3, 6, 12):
+        expected = float((lams[steps] - lams[steps - 1]).norm(dim=-1).mean())
+        assert expected > 0
+        for mode in ("full", "truncated", "implicit"):
+            got = CoordinateAscent(backward=mode).solve(p, steps).trace["residual"]
+            assert got == pytest.approx(expected, rel=1e-5, abs=1e-7), (steps, mode)
+        residuals[steps] = expected
+    assert residuals[1] > residuals[3] > residuals[6] > residuals[12]  # it shrinks as the loop converges
+    assert res.trace["residual"] == pytest.approx(residuals[6], rel=1e-5, abs=1e-7)
 
 
 @pytest.mark.parametrize("mode", ["full", "truncated", "implicit"])

@@ -268,12 +268,21 @@ def resume_other_family(tmp_path, mp):
 
 @case("unknown device", "unknown device 'gpu'; use auto, cpu, cuda or cuda:N")
 def unknown_device(tmp_path, mp):
-    return cli("fit", "toy", "--set", "device=gpu", "--out", Path(tmp_path) / "x"), True
+    fresh, out = Path(tmp_path) / "x", run(tmp_path)
+    before = snapshot(out)
+    msg = cli("fit", "toy", "--set", "device=gpu", "--out", fresh)
+    # device may change on resume: the bad one is refused there too, before the run is touched
+    again = resume(out, "--set", "device=gpu")
+    return msg, not fresh.exists() and "unknown device 'gpu'" in again and snapshot(out) == before
 
 
 @case("unknown solver name", "unknown solver 'nuts'", "coordinate-ascent")
 def unknown_solver(tmp_path, mp):
-    return cli("fit", "toy", "--set", "solver=nuts", "--out", Path(tmp_path) / "x"), True
+    fresh, out = Path(tmp_path) / "x", run(tmp_path)
+    before = snapshot(out)
+    msg = cli("fit", "toy", "--set", "solver=nuts", "--out", fresh)
+    resume(out, "--set", "solver=nuts")  # refused (a changed key, or the unknown name) without touching the run
+    return msg, not fresh.exists() and snapshot(out) == before
 
 
 @case("unknown prior (any registry) name", "unknown prior 'gmn'", "Did you mean 'gmm'")

@@ -30,7 +30,20 @@ def test_all_builtin_solvers_are_registered():
 @pytest.mark.parametrize("check", sorted(CHECKS))
 @pytest.mark.parametrize("name", SOLVERS)
 def test_solver_conforms(name, check):
-    run_check(check, factory(name), problem_factory=PROBLEMS.get(name, make_problem))
+    reason = run_check(check, factory(name), problem_factory=PROBLEMS.get(name, make_problem))
+    if reason is not None:
+        pytest.skip(f"not applicable: {reason}")
+
+
+def test_stationary_applies_to_the_ascending_solvers_only():
+    """Coordinate ascent, PSA-EM and the plain gradient step get 'stationary'; learned and sampling
+    solvers are skipped with a reason instead of passing silently."""
+    applies = {n for n in ("coordinate-ascent", "gradient", "psa-em", "learned-posterior", "slot-attention",
+                           "pyro-svi", "pyro-nuts")
+               if run_check("stationary", factory(n), problem_factory=PROBLEMS.get(n, make_problem)) is None}
+    assert applies == {"coordinate-ascent", "gradient", "psa-em"}
+    assert "replaces GradientAscent.update" in run_check("stationary", factory("learned-posterior"))
+    assert "ascends_surrogate" in run_check("stationary", factory("slot-attention"))
 
 
 def test_suite_catches_a_solver_that_reads_padding():
@@ -73,3 +86,27 @@ def test_suite_catches_a_solver_that_descends():
     with pytest.raises(ConformanceError, match="'downhill' fails conformance check 'ascent'"):
         run_check("ascent", Downhill)
     run_check("ascent", CoordinateAscent)
+
+
+def test_suite_catches_ascending_solvers_that_stop_off_the_optimum():
+    """Neither a do-nothing step nor an M-step with the prior's precision 1/σ (not 1/σ²) ever lowers the
+    surrogate, so both pass 'ascent'; only 'stationary' sees that λ^T is not a stationary point of it."""
+    class Lazy(CoordinateAscent):
+        name = "lazy"
+
+        def update(self, problem, lam):
+            return lam + 0 * problem.g.sum()
+
+    class WrongPrecision(CoordinateAscent):
+        name = "wrong-precision"
+
+        def m_step(self, problem, lam, q):
+            a, m = problem.prior.minorizer(lam)
+            a = a * problem.prior.scale  # 1/σ instead of 1/σ²
+            return (a.unsqueeze(-1) * m + q.transpose(1, 2) @ problem.g) / (a + q.sum(1)).unsqueeze(-1)
+
+    for bad in (Lazy, WrongPrecision):
+        run_check("ascent", bad)
+        with pytest.raises(ConformanceError, match=f"'{bad.name}' fails conformance check 'stationary'"):
+            run_check("stationary", bad)
+    assert run_check("stationary", CoordinateAscent) is None
