@@ -37,8 +37,8 @@ class Batch:
 
     @property
     def n_obs(self) -> Tensor:
-        """Observations per dataset, ``[B]`` (float)."""
-        return self.mask.sum(1).to(torch.get_default_dtype())
+        """Observations per dataset, ``[B]`` (integer counts; cast to the model's dtype where needed)."""
+        return self.mask.sum(1)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """A copy with every tensor moved to ``device``."""

@@ -227,8 +227,9 @@ class MPM(nn.Module):
         ascent, so a start that puts two objects in one slot stays there; the true ELBO, which the
         decoder scores, picks the run that explains the data best. Each run takes ``refine_steps``
         of :meth:`refine` before it is scored. Returns the chosen runs' Λ, q with
-        ``trace["restart"]`` (index chosen, ``[B]``) and ``trace["restart_elbo"]`` (``[B, R]``);
-        with one run, that run as it is (no scoring pass).
+        ``trace["restart"]`` (index chosen, ``[B]``) and ``trace["restart_elbo"]`` (``[B, R]``); the
+        solver's other trace entries (steps, residual: per batch, not per dataset) are run 0's. With
+        one run, that run as it is (no scoring pass).
         """
         if restarts < 1:
             raise ValueError(f"restarts must be >= 1 (1: the single run from λ⁰), got {restarts}")

@@ -34,8 +34,6 @@ class InnerProblem:
 def refuse_packed_lambda(solver: str, problem: "InnerProblem") -> None:
     """For solvers that learn an update of the slot means: refuse a potential whose λ_ik packs more
     than the mean (e.g. PSA's (μ, log σ², log π)), naming the solver and the potential."""
-    from ..errors import IncompatibleSolverError
-
     d = 8  # any width: the question is whether λ_ik is the slot mean alone
     if problem.potential is not None and problem.potential.lambda_dim(d) != d:
         raise IncompatibleSolverError(
