@@ -8,7 +8,12 @@ from .hookspecs import hookimpl
 def register_priors(register):
     from .priors import FlatPrior, GaussianPrior, GMMPrior
 
-    register("flat", lambda dim, **kw: FlatPrior())
+    def flat(dim: int, scale: float | None = None) -> FlatPrior:
+        """No prior on λ. ``scale`` is accepted (and has nothing to set) so a family can pass every prior
+        the same options; any other keyword is a mistake and raises TypeError."""
+        return FlatPrior()
+
+    register("flat", flat)
     register("gaussian", lambda dim, **kw: GaussianPrior(dim, **kw))
     register("gmm", lambda dim, num_clusters=100, **kw: GMMPrior(num_clusters, dim, **kw))
 

@@ -299,3 +299,15 @@ def test_the_plugins_command_hints_at_a_plugin_that_registers_nothing(monkeypatc
     fake_entry_point(monkeypatch, "unmarked", mod, replace=True)
     out = CliRunner().invoke(cli, ["plugins"]).output
     assert "unmarked" in out and "registers nothing: are its hook functions" in out
+
+
+def test_the_flat_prior_takes_scale_like_the_others_but_refuses_a_misspelt_option():
+    from mpmkit import registry
+    import torch
+
+    from mpmkit.priors import FlatPrior
+
+    flat = registry("prior").get("flat")
+    assert isinstance(flat(3, scale=2.0), FlatPrior) and float(flat(3).log_prob(torch.randn(2, 4, 3)).abs().sum()) == 0
+    with pytest.raises(TypeError, match="scael"):
+        flat(3, scael=2.0)
