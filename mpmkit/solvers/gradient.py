@@ -34,9 +34,10 @@ class GradientAscent(FixedPointSolver):
     def logits(self, problem: InnerProblem, lam: Tensor) -> Tensor:
         return problem.potential.logits(problem.g, lam) + problem.log_pz(lam).unsqueeze(1)
 
-    def objective(self, problem: InnerProblem, lam: Tensor) -> Tensor:
-        """max_q of the surrogate ELBO at λ, ``[B]``."""
-        per_obs = torch.logsumexp(self.logits(problem, lam), -1) * problem.mask
+    def objective(self, problem: InnerProblem, lam: Tensor, logits: Tensor | None = None) -> Tensor:
+        """max_q of the surrogate ELBO at λ, ``[B]`` (``logits``: ψ + log p(z | λ) at λ, if already computed)."""
+        logits = self.logits(problem, lam) if logits is None else logits
+        per_obs = torch.logsumexp(logits, -1) * problem.mask
         return problem.prior.log_prob(lam) + per_obs.sum(1)
 
     def posterior(self, problem: InnerProblem, lam: Tensor) -> Tensor:

@@ -53,10 +53,8 @@ class LearnedPosterior(nn.Module, GradientAscent):
         create = torch.is_grad_enabled()
         with torch.enable_grad():
             x = lam if (create and lam.requires_grad) else lam.detach().requires_grad_()
-            logits = self.logits(problem, x)
-            per_obs = torch.logsumexp(logits, -1) * problem.mask
-            objective = problem.prior.log_prob(x) + per_obs.sum(1)
-            (grad,) = torch.autograd.grad(objective.sum(), x, create_graph=create)
+            logits = self.logits(problem, x)  # also feeds the share m_k below
+            (grad,) = torch.autograd.grad(self.objective(problem, x, logits).sum(), x, create_graph=create)
         n = problem.mask.sum(1).clamp_min(1).to(lam.dtype).view(-1, 1, 1)
         grad = grad / n
         share = masked_softmax(logits, problem.mask).sum(1).unsqueeze(-1) / n  # m_k, [B, K, 1]
