@@ -221,7 +221,8 @@ class PSAEM(FixedPointSolver):
         plain.prune_mass = 0.0
         warm = FixedPointSolver.solve(plain, problem, warm_steps)
         out = super().solve(dataclasses.replace(problem, lam0=warm.lam), steps - warm_steps)
-        out.trace["surrogate_elbo"] = warm.trace["surrogate_elbo"] + out.trace["surrogate_elbo"]
+        # the second half starts where the first ended: its first value is the first half's last
+        out.trace["surrogate_elbo"] = warm.trace["surrogate_elbo"] + out.trace["surrogate_elbo"][1:]
         out.trace["steps"] += warm.trace["steps"]
         return out
 

@@ -225,6 +225,10 @@ def test_pruning_annihilates_surplus_slots_after_the_warm_up():
     assert torch.allclose(q.sum(-1), torch.ones(300, dtype=torch.float64)) and float(q[:, ~keep].max()) < 1e-12
     with pytest.raises(ValueError, match="prune_mass"):
         PSAEM(prune_mass=1.5)
+    traced = PSAEM(prune_mass=0.1, trace=True).solve(p, 60)  # warm-up + pruning halves: one value per step
+    assert traced.trace["steps"] == 60 and len(traced.trace["surrogate_elbo"]) == 61
+    assert traced.trace["surrogate_elbo"] == PSAEM(trace=True).solve(p, 30).trace["surrogate_elbo"][:31] + \
+        traced.trace["surrogate_elbo"][31:]  # the first 30 steps are plain EM's
 
 
 @pytest.mark.parametrize("base", ["flat", "gmm"])
