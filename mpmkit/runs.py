@@ -110,6 +110,11 @@ def _keep_split(cfg: Config, saved: Config, overrides: dict[str, Any]) -> None:
                           "run with the new value")
 
 
+def _as_typed(value: Any) -> str:
+    """A --set value as one would type it: strings bare, the rest as JSON (true, null, [1.0,0.01])."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+
+
 def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a run on its test split and write ``metrics.json`` into it.
 
@@ -121,7 +126,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", overrides: dict[str, 
     run = open_run(run_dir, which, overrides=overrides)
     out_dir, name = run_dir, "metrics.json"
     if overrides:
-        tag = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        tag = ",".join(f"{k}={_as_typed(v)}" for k, v in sorted(overrides.items()))
         tag = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in tag)
         out_dir, name = run_dir / f"eval-{tag}", f"metrics-{tag}.json"
     made = not out_dir.exists()

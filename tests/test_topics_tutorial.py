@@ -36,7 +36,7 @@ def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
         assert metrics[f"{p}_scholar_npmi_mean"] >= metrics[f"{p}_npmi_mean"] - 1e-12
         assert metrics[f"{p}_scholar_umass_mean"] == metrics[f"{p}_umass_mean"]
     # section 5: the same topics scored against the training articles, in a separate metrics file
-    variant = json.loads((run / "metrics-coherence_reference=train,lda=False.json").read_text())
+    variant = json.loads((run / "metrics-coherence_reference=train,lda=false.json").read_text())
     assert variant["num_reference_docs"] > metrics["num_reference_docs"] == metrics["num_test_docs"]
     assert variant["mpm_n_topics"] == metrics["mpm_n_topics"] and variant["doctopic_n_topics"] == metrics["num_test_docs"]
     held_out = json.loads((run / "metrics-topic_docs=train,topic_words=likelihood.json").read_text())
@@ -44,5 +44,5 @@ def test_topics_tutorial_runs_small(tmp_path, monkeypatch):
     topics = (run / "eval-topic_docs=train,topic_words=likelihood" / "topics.txt").read_text()
     assert "of the likelihood" in topics
     # section 5: the topics without those pooled from a single test article
-    multi = json.loads((run / "metrics-lda=False,topic_min_docs=2.json").read_text())
+    multi = json.loads((run / "metrics-lda=false,topic_min_docs=2.json").read_text())
     assert multi["mpm_n_topics"] == metrics["mpm_n_topics"] - metrics["mpm_single_doc_topics"]

@@ -316,6 +316,12 @@ def test_evaluate_names_a_damaged_run_and_the_fix(tmp_path, toy_host):
         evaluate_run(run, "lastest")
 
 
+def test_variant_files_are_named_by_the_values_as_typed(tmp_path, toy_host):
+    fit(tmp_path / "run", epochs=1)
+    evaluate_run(tmp_path / "run", overrides={"ragged": False, "lr_milestones": [1, 2], "solver": "gradient"})
+    assert (tmp_path / "run" / "metrics-lr_milestones=_1,2_,ragged=false,solver=gradient.json").exists()
+
+
 def test_evaluate_refuses_overrides_that_change_the_test_split(tmp_path, toy_host, monkeypatch):
     from mpmkit.errors import PluginError
     from toy import ToyFamily

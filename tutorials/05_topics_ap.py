@@ -104,7 +104,7 @@ shutil.rmtree(run, ignore_errors=True)
 t0 = time.perf_counter()
 summary = Trainer(make_family("ap-topics"), cfg, run).fit()
 print(f"trained {summary['step']} steps in {time.perf_counter() - t0:.1f} s; best validation loss "
-      f"{summary['best_val']:.3f} (negative ELBO per word)")
+      f"{summary['best_val']:.3f} (per word: the negative ELBO with its KL term scaled by beta = {cfg.beta})")
 
 # %% [markdown]
 # ## 4. Topics, coherence and the LDA baseline

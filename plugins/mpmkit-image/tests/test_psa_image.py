@@ -204,7 +204,7 @@ def test_evaluate_with_the_split_move(psa_runs):
     m = evaluate_run(run, overrides={"ard_split": True, "figures": False})
     assert m["ard_split"] is True and m["ard_count_accuracy_unsplit"] == pytest.approx(plain["ard_count_accuracy"])
     assert m["ard_mean_objects"] == pytest.approx(plain["ard_mean_objects"] + m["split_slots_added"] / 6)
-    assert (run / "metrics-ard_split=True,figures=False.json").exists()
+    assert (run / "metrics-ard_split=true,figures=false.json").exists()
     with pytest.raises(ConfigError, match="ard_split"):
         from mpmkit.runs import config_for
         config_for("tetrominoes", {"ard_split": True})

@@ -130,7 +130,7 @@ def test_doctopic_row_and_training_reference(fitted, setup):
 
     t = evaluate_run(run, overrides={"coherence_reference": "train", "lda": False})
     assert t["num_reference_docs"] == len(corpus.train)
-    assert (run / "metrics-coherence_reference=train,lda=False.json").exists()
+    assert (run / "metrics-coherence_reference=train,lda=false.json").exists()
     mpm = [ln.split("\t")[-1].split() for ln in (run / "topics.txt").read_text().splitlines()
            if not ln.startswith("#") and not ln.startswith("lda")]  # same checkpoint, same topics
     for measure in ("umass", "npmi"):
@@ -153,7 +153,7 @@ def test_topic_docs_train_pools_only_training_documents(fitted, setup):
     inf = r.family.infer(r.model, train, r.cfg)
     expected = tfidf_topics(pool_words([d.words for d in train], inf["local"], inf["cluster"])[0], 10)
     m = evaluate_run(run, overrides=overrides)
-    lines = (run / "eval-lda=False,topic_docs=train" / "topics.txt").read_text().splitlines()
+    lines = (run / "eval-lda=false,topic_docs=train" / "topics.txt").read_text().splitlines()
     got = {int(ln.split("\t")[0]): ln.split("\t")[-1].split() for ln in lines if not ln.startswith("#")}
     assert got == expected and m["mpm_n_topics"] == len(expected)
     corpus = load_corpus(r.cfg)
