@@ -415,7 +415,7 @@ def test_pyro_solvers_refuse_flat_variances_and_fit_psa_with_a_proper_prior():
                 torch.full((1, 3), -math.log(3)))
     p = InnerProblem(g=g, mask=torch.ones(1, 90, dtype=torch.bool), potential=pot, lam0=lam0, log_pz=pot.log_mixing,
                      prior=PSAPrior(GaussianPrior(2, scale=10.0), var_shape=1.0, var_rate=0.01))
-    em, svi = unpack(PSAEM().solve(p, 200).lam), PyroSVI(num_steps=1000).solve(p, 1)
+    em, svi = unpack(PSAEM().solve(p, 200).lam.detach()), PyroSVI(num_steps=1000).solve(p, 1)
     assert torch.isfinite(svi.lam).all() and torch.isfinite(svi.trace["scale"]).all()
     s = unpack(svi.lam)
     # a posterior this peaked has its mean at the MAP that EM finds...
