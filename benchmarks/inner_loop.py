@@ -104,7 +104,11 @@ def main() -> None:
         print(f"{r['variant']:<8} {r['time_ms']:>11.1f} {r['peak_mib']:>22.0f}")
     m, n = rows
     print(f"speed-up (naive / mpmkit time): {n['time_ms'] / m['time_ms']:.2f}x")
-    print(f"peak memory ratio (naive / mpmkit): {n['peak_mib'] / m['peak_mib']:.2f}x")
+    if m["peak_mib"] >= 1:
+        print(f"peak memory ratio (naive / mpmkit): {n['peak_mib'] / m['peak_mib']:.2f}x")
+    else:  # tiny sizes: the step fits in memory the process already had, so its peak RSS hardly moves
+        print(f"peak memory ratio (naive / mpmkit): not measurable, mpmkit's step raised the peak resident set "
+              f"by {m['peak_mib']:.2f} MiB (< 1); use larger --B/--N")
 
 
 if __name__ == "__main__":

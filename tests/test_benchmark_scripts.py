@@ -60,7 +60,9 @@ def test_inner_loop_prints_both_variants_and_ratios():
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[2:4]}
     assert set(rows) == {"mpmkit", "naive"} and all(float(v[0]) > 0 for v in rows.values())
-    assert "speed-up (naive / mpmkit time)" in r.stdout and "peak memory ratio" in r.stdout
+    assert "speed-up (naive / mpmkit time)" in r.stdout
+    # a step this small does not move the peak resident set: said so, not divided by ~0
+    assert "peak memory ratio (naive / mpmkit): not measurable" in r.stdout
 
 
 def test_psa_spiral_refuses_a_finished_run_with_other_options(bench_path, tmp_path):
