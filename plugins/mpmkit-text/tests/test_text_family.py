@@ -323,6 +323,21 @@ def test_psa_refuses_solvers_that_learn_their_own_update(setup):
             make_family("ap-topics").build_model(config_for("ap-topics", {**values, "local": "psa", "solver": solver}))
 
 
+def test_the_trainer_refuses_a_bad_solver_before_reading_the_corpus(setup, tmp_path, monkeypatch):
+    from mpmkit.errors import ConfigError
+
+    import mpmkit_text.family as text_family
+
+    _, values = setup
+    monkeypatch.setattr(text_family, "load_corpus", lambda cfg: pytest.fail("corpus read before the check"))
+    family = make_family("ap-topics")
+    for bad, named in (({"local": "psa", "solver": "slot-attention"}, "learns its own update"),
+                       ({"solver_options": {"nope": 1}}, "does not take option")):
+        with pytest.raises(ConfigError, match=named):
+            Trainer(family, config_for("ap-topics", {**values, **bad}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_data_and_options_fail_before_training_with_the_fix(setup, tmp_path):
     from mpmkit.errors import ConfigError, DataError
 
