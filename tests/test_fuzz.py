@@ -78,7 +78,8 @@ def test_train_config_keys_are_all_fuzzed_types():  # every core key type is one
 
 
 # -- AP parser -----------------------------------------------------------------------------------------------
-TAGS = ["<DOC>", "</DOC>", "<DOCNO>", "</DOCNO>", "<TEXT>", "</TEXT>", "<DOC", "\n", " ", "XX88-1", "words here", ">", "<"]
+TAGS = [f"<{c}{name}>" for name in ("DOC", "DOCNO", "TEXT") for c in ("", "/")] + \
+    ["<DOC", "\n", " ", "XX88-1", "words here", ">", "<"]
 
 
 @FUZZ
@@ -97,7 +98,7 @@ def test_ap_parser_raises_only_value_error(parts):
 @given(n=st.integers(0, 4), cut=st.integers(0, 400), flip=st.integers(0, 400))
 def test_ap_parser_on_mutated_valid_text(n, cut, flip):
     ap = pytest.importorskip("mpmkit_text.ap")
-    text = "".join(f"<DOC>\n<DOCNO> XX-{i} </DOCNO>\n<TEXT>\n word {i}\n</TEXT>\n</DOC>\n" for i in range(n))
+    text = "".join(ap.ap_block(f"XX-{i}", f"word {i}") for i in range(n))
     assert len(ap.parse_ap(text)) == n
     for mutated in (text[:cut], text[:flip] + "<" + text[flip + 1:], text[:flip] + text[flip + 3:]):
         try:

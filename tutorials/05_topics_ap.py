@@ -46,7 +46,7 @@ print(f"scale: {'small' if SMALL else 'CPU-friendly'}; output: {OUT.resolve()}")
 
 # %% [markdown]
 # ## 1. The corpus and its split
-# `ap.txt` holds 2,246 articles in lda-c's `<DOC><DOCNO><TEXT>` format. The split is the paper's:
+# `ap.txt` holds 2,246 articles in lda-c's DOC / DOCNO / TEXT tag format. The split is the paper's:
 # 1,800 training / 200 validation / the rest for test, shuffled by the seed (smaller corpora keep
 # the proportions).
 

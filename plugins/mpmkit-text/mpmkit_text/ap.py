@@ -1,13 +1,8 @@
 """The AP corpus in David Blei's lda-c format: reading, locating, fetching, splitting.
 
-``ap.txt`` holds one block per document::
-
-    <DOC>
-    <DOCNO> XX000101-0001 </DOCNO>
-    <TEXT>
-     raw text ...
-    </TEXT>
-    </DOC>
+``ap.txt`` holds one block per document (:func:`ap_block` writes one): a DOC element holding a DOCNO
+element (the article's id) and then a TEXT element (its raw text), each tag on its own line in the
+original file.
 
 The articles are the Associated Press's copyright: they are read from where the
 user keeps them and never shipped with mpmkit.
@@ -52,15 +47,26 @@ class Document:
 
 # --------------------------------------------------------------------------- parsing
 
+def tag(name: str, close: bool = False) -> str:
+    """The lda-c tag of element ``name`` (``DOC``, ``DOCNO`` or ``TEXT``), opening or closing."""
+    return f"<{'/' if close else ''}{name}>"
+
+
+def ap_block(docno: str, text: str) -> str:
+    """One document in the lda-c layout, as ``ap.txt`` writes it."""
+    return (f"{tag('DOC')}\n{tag('DOCNO')} {docno} {tag('DOCNO', True)}\n{tag('TEXT')}\n {text}\n"
+            f"{tag('TEXT', True)}\n{tag('DOC', True)}\n")
+
+
 _TAG = re.compile(r"<(/?)(DOC|DOCNO|TEXT)>")
-_SEQUENCE = ("<DOC>", "<DOCNO>", "</DOCNO>", "<TEXT>", "</TEXT>", "</DOC>")
-_OPENER = {1: "<DOC>", 2: "<DOCNO>", 3: "<DOC>", 4: "<TEXT>", 5: "<DOC>"}  # open block per state
+_SEQUENCE = (tag("DOC"), tag("DOCNO"), tag("DOCNO", True), tag("TEXT"), tag("TEXT", True), tag("DOC", True))
+_OPENER = {1: tag("DOC"), 2: tag("DOCNO"), 3: tag("DOC"), 4: tag("TEXT"), 5: tag("DOC")}  # open block per state
 
 
 def parse_ap(text: str, source: str = "<string>") -> list[Document]:
     """Parse lda-c AP text into documents.
 
-    Tags must come in the order ``<DOC> <DOCNO> </DOCNO> <TEXT> </TEXT> </DOC>``
+    Tags must come in the order of ``_SEQUENCE`` (DOC, DOCNO, /DOCNO, TEXT, /TEXT, /DOC)
     with any whitespace (including none, or newlines) around them. Text outside
     DOCNO / TEXT, an unexpected or unclosed tag, a missing TEXT or an empty
     DOCNO raises :class:`~mpmkit.errors.DataError` (a ``ValueError``) naming ``source`` and the
@@ -98,7 +104,7 @@ def parse_ap(text: str, source: str = "<string>") -> list[Document]:
         if tag == "</DOCNO>":
             docno = text[pos : m.start()].strip()
             if not docno:
-                raise fail("empty <DOCNO>", m.start())
+                raise fail(f"empty {_SEQUENCE[1]}", m.start())
         elif tag == "</TEXT>":
             docs.append(Document(docno, text[pos : m.start()].strip()))
         elif not tag.startswith("</"):
@@ -169,7 +175,8 @@ def read_ap(path=None) -> list[Document]:
     p = find_ap(path)
     docs = parse_ap(p.read_text(encoding="utf-8", errors="replace"), source=str(p))
     if not docs:
-        raise DataError(f"{p}: no <DOC> blocks; an AP file holds <DOC><DOCNO>id</DOCNO><TEXT>text</TEXT></DOC> "
+        example = ap_block("id", "text").replace("\n", "").replace(" ", "")
+        raise DataError(f"{p}: no {tag('DOC')} blocks; an AP file holds {example} "
                         "blocks (set data_path to such a file)")
     return docs
 

@@ -10,10 +10,17 @@ import pytest
 
 from mpmkit_text import ap
 
-SYNTHETIC = (
-    "<DOC>\n<DOCNO> XX000101-0001 </DOCNO>\n<TEXT>\n Zorblat the tiny robot painted seven fences .\n</TEXT>\n</DOC>\n"
-    "\n\n  <DOC>\r\n\t<DOCNO>XX000101-0002</DOCNO>\r\n<TEXT> Quintor   likes\n\n  green ``tea'' .  </TEXT>\r\n</DOC>"
-    "<DOC><DOCNO>\n  XX000101-0003\n</DOCNO><TEXT></TEXT></DOC>\n\n"
+
+def lda(text: str) -> str:
+    """Test text with {D} {N} {T} for the opening DOC / DOCNO / TEXT tags and {d} {n} {t} for the closing ones."""
+    return text.format(D=ap.tag("DOC"), N=ap.tag("DOCNO"), T=ap.tag("TEXT"),
+                       d=ap.tag("DOC", True), n=ap.tag("DOCNO", True), t=ap.tag("TEXT", True))
+
+
+SYNTHETIC = lda(
+    "{D}\n{N} XX000101-0001 {n}\n{T}\n Zorblat the tiny robot painted seven fences .\n{t}\n{d}\n"
+    "\n\n  {D}\r\n\t{N}XX000101-0002{n}\r\n{T} Quintor   likes\n\n  green ``tea'' .  {t}\r\n{d}"
+    "{D}{N}\n  XX000101-0003\n{n}{T}{t}{d}\n\n"
 )
 
 
@@ -29,14 +36,14 @@ def test_parse_synthetic_with_whitespace_quirks():
 @pytest.mark.parametrize(
     "text, line, fragment",
     [
-        ("<DOC>\n<DOCNO> A </DOCNO>\n<TEXT>\nwords\n", 3, "<TEXT> block opened here"),
-        ("<DOC>\n<DOCNO> A </DOCNO>\n</DOC>\n", 3, "no <TEXT>"),
-        ("<DOC>\n<DOCNO> A </DOCNO>\n<TEXT>\nx\n</TEXT>\n</DOC>\nstray words\n", 7, "unexpected text"),
-        ("<DOC>\n<DOCNO> A </DOCNO>\n<TEXT>\nx\n<DOC>\n", 5, "<TEXT> opened on line 3"),
-        ("<DOC>\n<DOCNO>  </DOCNO>\n", 2, "empty <DOCNO>"),
-        ("\n</TEXT>\n", 2, "expected <DOC>"),
-        ("<DOC>\n<DOCNO> A\n<TEXT>\n", 3, "expected </DOCNO>"),
-        ("<DOC>\njunk\n<DOCNO> A </DOCNO>", 2, "unexpected text 'junk'"),
+        (lda("{D}\n{N} A {n}\n{T}\nwords\n"), 3, lda("{T} block opened here")),
+        (lda("{D}\n{N} A {n}\n{d}\n"), 3, lda("no {T}")),
+        (lda("{D}\n{N} A {n}\n{T}\nx\n{t}\n{d}\nstray words\n"), 7, "unexpected text"),
+        (lda("{D}\n{N} A {n}\n{T}\nx\n{D}\n"), 5, lda("{T} opened on line 3")),
+        (lda("{D}\n{N}  {n}\n"), 2, lda("empty {N}")),
+        (lda("\n{t}\n"), 2, lda("expected {D}")),
+        (lda("{D}\n{N} A\n{T}\n"), 3, lda("expected {n}")),
+        (lda("{D}\njunk\n{N} A {n}"), 2, "unexpected text 'junk'"),
     ],
 )
 def test_malformed_input_names_line(text, line, fragment):

@@ -345,8 +345,8 @@ def test_bad_data_and_options_fail_before_training_with_the_fix(setup, tmp_path)
     # an empty test split used to train fully, then crash in LDA / fig6
     from mpmkit_text.ap import split_documents
     test_idx = split_documents(20, 0)[2]
-    body = "".join(f"<DOC>\n<DOCNO> E-{i} </DOCNO>\n<TEXT>\n {'the on a .' if i in set(test_idx.tolist()) else 'cat dog mat'} "
-                   "\n</TEXT>\n</DOC>\n" for i in range(20))
+    from mpmkit_text.ap import ap_block
+    body = "".join(ap_block(f"E-{i}", "the on a ." if i in set(test_idx.tolist()) else "cat dog mat") for i in range(20))
     (tmp_path / "ap.txt").write_text(body)
     with pytest.raises(DataError, match=r"the test split is empty: its \d+ document\(s\) hold no vocabulary word"):
         make_family("ap-topics").build_data(config_for("ap-topics", {**values, "data_path": str(tmp_path / "ap.txt"),

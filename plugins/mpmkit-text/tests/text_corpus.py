@@ -3,6 +3,8 @@
 import random
 from pathlib import Path
 
+from mpmkit_text.ap import ap_block
+
 THEMES = [["cat", "dog", "mat", "sat", "ran"], ["red", "blue", "zorblat", "unbelievable", "b"]]
 FILLER = ["the", "on", "a", ",", "."]
 
@@ -18,5 +20,5 @@ def write_corpus(path: Path, n_docs: int = 24, seed: int = 0, empty: int = 0) ->
     for i in range(empty):
         blocks.append((f"EMPTY-{i:04d}", "the on a ."))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"<DOC>\n<DOCNO> {d} </DOCNO>\n<TEXT>\n {t}\n </TEXT>\n</DOC>\n" for d, t in blocks))
+    path.write_text("".join(ap_block(d, t) for d, t in blocks))
     return path
