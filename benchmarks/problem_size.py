@@ -1,5 +1,6 @@
-"""The problem size the inner-loop benchmarks share: a Tetrominoes-like batch of B images of N = 35²
-pixels, K slots of dimension D, L global clusters (``--B --N --K --D --L``)."""
+"""What the benchmarks share: the inner-loop problem size (a Tetrominoes-like batch of B images of
+N = 35² pixels, K slots of dimension D, L global clusters: ``--B --N --K --D --L``), an argparse type for
+bounded whole numbers, and running a measurement in its own subprocess."""
 from __future__ import annotations
 
 import argparse

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpmkit import checkpoint as ckpt
 from mpmkit.config import parse_overrides
 from mpmkit.errors import MPMKitError
 from mpmkit.metrics import smcc
@@ -78,7 +79,7 @@ def evaluate_with_prune(run_dir: Path, prune: float) -> dict:
 def refuse_stale(run_dir: Path, cfg) -> None:
     """Stop if ``run_dir`` holds a finished run trained with other options than ``cfg`` (e.g. another --set)."""
     stored = json.loads((run_dir / "config.json").read_text())
-    wanted = json.loads(json.dumps(cfg.to_dict()))  # as stored: tuples become lists
+    wanted = ckpt.plain(cfg.to_dict())  # as stored: tuples become lists
     diff = sorted(f"{sec}.{k}: stored {stored.get(sec, {}).get(k)!r}, asked {v!r}"
                   for sec in ("train", "options") for k, v in wanted.get(sec, {}).items()
                   if k not in IGNORED and stored.get(sec, {}).get(k) != v)

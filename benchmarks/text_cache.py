@@ -20,10 +20,11 @@ import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from problem_size import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "mpmkit-text"))
@@ -125,10 +126,7 @@ def run(args, mode, max_length) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--max-length", str(max_length), "--steps", str(args.steps),
            "--docs", str(args.docs), "--batch", str(args.batch), "--threads", str(args.threads),
            "--device", args.device, "--cache-dir", args.cache_dir] + (["--data", args.data] if args.data else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr[-3000:])
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return json.loads(run_child(cmd, {**os.environ, "HF_HUB_OFFLINE": "1"}))
 
 
 def main() -> None:

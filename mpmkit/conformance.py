@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 
 from .solvers import GradientAscent, InnerProblem, InnerResult, Solver
+from .solvers.gradient import max_q_surrogate
 
 SolverFactory = Callable[[], Solver]
 ProblemFactory = Callable[..., InnerProblem]
@@ -224,13 +225,6 @@ def check_ascent(factory: SolverFactory, problem: InnerProblem, steps: int, **_:
             before = after
 
 
-def surrogate_objective(problem: InnerProblem, lam: torch.Tensor) -> torch.Tensor:
-    """max_q of the surrogate ELBO at λ, per dataset ``[B]``:
-    log p_η(λ) + Σ_j logsumexp_k(ψ_jk(λ) + log p(z = k | λ)) over the real observations j."""
-    logits = problem.potential.logits(problem.g, lam) + problem.log_pz(lam).unsqueeze(1)
-    return problem.prior.log_prob(lam) + (torch.logsumexp(logits, -1) * problem.mask).sum(1)
-
-
 def _seeks_stationary_point(solver: Solver) -> str | None:
     """Why ``stationary`` does not apply to ``solver`` (None: it applies)."""
     if getattr(solver, "ascends_surrogate", False):
@@ -266,7 +260,7 @@ def check_stationary(factory: SolverFactory, problem: InnerProblem, steps: int, 
         done += chunk
         x = lam.clone().requires_grad_()
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(surrogate_objective(problem, x).sum(), x)
+            (grad,) = torch.autograd.grad(max_q_surrogate(problem, x).sum(), x)
         worst = float((grad / n.to(grad)).abs().max())
         if not math.isfinite(worst):
             break
@@ -320,6 +314,5 @@ def check_solver_conformance(solver_factory: SolverFactory, *, problem_factory: 
     return ran
 
 
-__all__ = ["CHECKS", "ConformanceError", "check_solver_conformance", "make_problem", "run_check",
-           "surrogate_objective"] + [
+__all__ = ["CHECKS", "ConformanceError", "check_solver_conformance", "make_problem", "run_check"] + [
     f.__name__ for f in CHECKS.values()]

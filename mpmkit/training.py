@@ -87,13 +87,16 @@ def check_data(splits: Splits, collate, num_slots: int, chunk: int = 64) -> None
             for name, t in _float_tensors(batch.x, "x"):
                 if t.dim() == 0 or t.shape[0] != len(idx):
                     continue
-                per_obs = t.dim() >= 2 and t.shape[:2] == batch.mask.shape  # [B, N, ...]: padding is known
-                finite = torch.isfinite(t.reshape(*t.shape[:2], -1)).all(-1) if per_obs else None
-                if per_obs and bool((~finite & ~batch.mask).any()):
-                    raise DataError(f"{split}: the collate function pads {name} with NaN/Inf; padded entries pass "
-                                    "through g_φ and the likelihood before they are masked, so pad with a finite "
-                                    "value (e.g. pad_datasets(..., pad_value=0.0)); nothing was trained or written")
-                bad = ~finite.all(1) if per_obs else ~torch.isfinite(t.reshape(len(idx), -1)).all(1)
+                if t.dim() >= 2 and t.shape[:2] == batch.mask.shape:  # [B, N, ...]: padding is known
+                    finite = torch.isfinite(t.reshape(*t.shape[:2], -1)).all(-1)
+                    if bool((~finite & ~batch.mask).any()):
+                        raise DataError(f"{split}: the collate function pads {name} with NaN/Inf; padded entries "
+                                        "pass through g_φ and the likelihood before they are masked, so pad with a "
+                                        "finite value (e.g. pad_datasets(..., pad_value=0.0)); nothing was trained "
+                                        "or written")
+                    bad = ~finite.all(1)
+                else:
+                    bad = ~torch.isfinite(t.reshape(len(idx), -1)).all(1)
                 if bool(bad.any()):
                     row = int(bad.nonzero()[0])
                     vals = t[row]
@@ -235,10 +238,8 @@ class Trainer:
                 raise CheckpointError(f"cannot resume: {str(self.run_dir)!r} is a {saved.get('family')!r} run, "
                                       f"not {self.cfg.family_name!r}")
             before = {**saved.get("train", {}), **saved.get("options", {})}
-            def as_saved(flat: dict[str, Any]) -> dict[str, Any]:  # through JSON, as config.json: tuples become lists
-                return json.loads(json.dumps(flat, default=ckpt._json_value))
-
-            now, default = as_saved(self.cfg.flat()), as_saved(self._default_flat())
+            # compared as config.json holds them (tuples become lists)
+            now, default = ckpt.plain(self.cfg.flat()), ckpt.plain(self._default_flat())
             # a key the saved run lacks was added to mpmkit after it started: fine while it keeps its default
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE
                           and not (k not in before and now.get(k) == default.get(k)))

@@ -8,6 +8,14 @@ from ..errors import IncompatibleSolverError
 from .base import FixedPointSolver, InnerProblem, masked_softmax
 
 
+def max_q_surrogate(problem: InnerProblem, lam: Tensor, logits: Tensor | None = None) -> Tensor:
+    """max over q of the surrogate ELBO at λ, ``[B]``: log p_η(λ) + Σ_j logsumexp_k(ψ_jk + log p(z = k | λ))
+    over the real observations (``logits``: ψ + log p(z | λ) at λ, if already computed)."""
+    if logits is None:
+        logits = problem.potential.logits(problem.g, lam) + problem.log_pz(lam).unsqueeze(1)
+    return problem.prior.log_prob(lam) + (torch.logsumexp(logits, -1) * problem.mask).sum(1)
+
+
 class GradientAscent(FixedPointSolver):
     """λ ← λ + (step_size / N_i) ∇_λ max_q \\hat L(λ, q).
 
@@ -36,9 +44,7 @@ class GradientAscent(FixedPointSolver):
 
     def objective(self, problem: InnerProblem, lam: Tensor, logits: Tensor | None = None) -> Tensor:
         """max_q of the surrogate ELBO at λ, ``[B]`` (``logits``: ψ + log p(z | λ) at λ, if already computed)."""
-        logits = self.logits(problem, lam) if logits is None else logits
-        per_obs = torch.logsumexp(logits, -1) * problem.mask
-        return problem.prior.log_prob(lam) + per_obs.sum(1)
+        return max_q_surrogate(problem, lam, self.logits(problem, lam) if logits is None else logits)
 
     def posterior(self, problem: InnerProblem, lam: Tensor) -> Tensor:
         return masked_softmax(self.logits(problem, lam), problem.mask)

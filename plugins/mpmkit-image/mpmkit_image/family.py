@@ -283,23 +283,23 @@ class TetrominoesFamily(Family):
         return make_splits(cfg.family, cfg.train.seed)
 
     def check(self, cfg: Config) -> None:
+        self._solver(cfg)
+
+    @staticmethod
+    def _solver(cfg: Config):
+        """The training solver, after refusing the ones that do not fit ``local``."""
         o = cfg.family
         if o.local == "psa" and cfg.solver == "slot-attention":
             raise ConfigError("local=psa runs PSA's EM inner loop; the slot-attention solver has its own "
                               "update (GRU). Use solver=coordinate-ascent (= psa-em under local=psa) or psa-em")
-        solver = self._solver(cfg)
+        psa_em = o.local == "psa" and cfg.solver in ("coordinate-ascent", "psa-em")
+        solver = solver_from_config(cfg, local=o.local, **({"prune_mass": o.ard_prune_train} if psa_em else {}))
         if o.local == "psa":
             with_prune_mass(solver, o.ard_prune)  # another solver cannot prune at test time: refuse before training
-
-    @staticmethod
-    def _solver(cfg: Config):
-        o = cfg.family
-        psa_em = o.local == "psa" and cfg.solver in ("coordinate-ascent", "psa-em")
-        return solver_from_config(cfg, local=o.local, **({"prune_mass": o.ard_prune_train} if psa_em else {}))
+        return solver
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        self.check(cfg)
         solver = self._solver(cfg)
         return build_mpm(solver, decoder=o.decoder, local=o.local, ard_tau=o.ard_tau, arch=o.arch, num_slots=o.num_slots,
                          num_global=o.num_global, slot_dim=o.slot_dim or None, channels=o.channels or None,

@@ -175,13 +175,18 @@ class SpiralGMMFamily(Family):
         return CouplingFlow(layers=o.flow_layers, hidden=o.flow_hidden)
 
     def check(self, cfg: Config) -> None:
+        self._solver(cfg)
+
+    @staticmethod
+    def _solver(cfg: Config):
+        solver = solver_from_config(cfg, local=cfg.family.local)
         if cfg.family.local == "psa":  # another solver cannot prune at test time: refuse before training
-            with_prune_mass(solver_from_config(cfg, local="psa"), cfg.family.ard_prune)
+            with_prune_mass(solver, cfg.family.ard_prune)
+        return solver
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        self.check(cfg)
-        solver = solver_from_config(cfg, local=o.local)
+        solver = self._solver(cfg)
         model = build_mpm(self.build_transform(cfg), solver,
                           num_clusters=o.num_clusters, num_global=o.num_global, inner_steps=cfg.inner_steps,
                           beta=cfg.beta, scale=o.scale_init, prior_scale=o.prior_scale, local=o.local,

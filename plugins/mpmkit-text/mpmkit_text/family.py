@@ -265,19 +265,24 @@ class APTopicsFamily(Family):
 
     def check(self, cfg: Config) -> None:
         """Solver combinations, before the corpus is read and encoded (minutes on a first run)."""
+        self._solver(cfg)
+
+    @staticmethod
+    def _solver(cfg: Config):
+        """The training solver, after refusing the ones that do not fit ``local``."""
         o = cfg.family
         if o.local == "psa" and cfg.solver in ("slot-attention", "learned-posterior"):
             raise ConfigError(f"local=psa runs PSA's EM inner loop over packed (μ, σ², π); the {cfg.solver} solver "
                               "learns its own update of the means only. Use solver=coordinate-ascent (= psa-em "
                               "under local=psa), psa-em, gradient, pyro-svi, or pyro-nuts (pyro-nuts and pyro-svi's Normal "
                               "guide need a proper variance prior, e.g. psa_var_prior=[1.0,0.01])")
-        solver_from_config(cfg, local=o.local)  # unknown solver names and refused solver_options
+        return solver_from_config(cfg, local=o.local)
 
     def build_model(self, cfg: Config) -> MPM:
         o = cfg.family
-        self.check(cfg)
+        solver = self._solver(cfg)  # before the corpus: a refusal costs no encoding
         c = load_corpus(cfg)
-        model = build_topic_mpm(solver_from_config(cfg, local=o.local), vocab_size=len(c.vocab),
+        model = build_topic_mpm(solver, vocab_size=len(c.vocab),
                                 encoder_dim=c.encoder_dim, num_topics=o.num_topics, num_global=o.num_global,
                                 slot_dim=o.slot_dim, hidden=o.hidden, position_buckets=o.position_buckets,
                                 max_positions=o.max_length, inner_steps=cfg.inner_steps, beta=cfg.beta,
