@@ -67,7 +67,7 @@ class ELBO:
             return float(t.detach().sum()) / n
 
         return {
-            "elbo": per_obs(self.log_prior + self.log_lik + self.log_pz + self.entropy),
+            "elbo": per_obs(dataclasses.replace(self, beta=1.0).total),
             "objective": per_obs(self.total),
             "log_lik": per_obs(self.log_lik),
             "log_prior": per_obs(self.log_prior),

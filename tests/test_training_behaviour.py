@@ -9,15 +9,10 @@ import pytest
 import torch
 
 from mpmkit import checkpoint as ckpt
-from mpmkit.runs import config_for, make_family
 from mpmkit.training import Trainer
+from test_training import fit
 
 # the toy family: 12 training datasets in batches of 8, so 2 outer steps per epoch
-
-
-def fit(out, resume=False, **values):
-    cfg = config_for("toy", {"epochs": 3, **values})
-    return Trainer(make_family("toy"), cfg, out, resume=resume).fit()
 
 
 def final_params(path):
